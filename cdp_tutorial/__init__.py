@@ -1,3 +1,28 @@
-"""cdp_tutorial: complexity-driven CNN compression, taught in notebooks and implemented in Keras 3."""
+"""cdp_tutorial: complexity-driven CNN compression, taught in notebooks and implemented in Keras 3.
+
+The package mirrors the paper, one idea per module:
+
+=========================  ===============================================================
+``complexity``             the three complexities of every layer (Eqs. 3, 5, 7): :func:`profile`
+``sampling``               weighted random layer selection (Eqs. 4, 6, 8)
+``pruning``                Algorithm 1 on shapes: :func:`plan_pruning`, :func:`plan_uniform`
+``rebuild``                a plan becomes a real, smaller Keras model: :func:`apply_plan`
+``graph``                  which channels are coupled (residual ``Add``, depthwise, concat)
+``models``                 CIFAR VGG-16, AlexNet, ResNet-50, MobileNetV2 with per-layer widths
+``data``, ``training``     CIFAR / Fashion-MNIST loading and the training recipes
+``profiles``               quick / standard / paper run profiles
+=========================  ===============================================================
+
+Importing the package loads TensorFlow (through Keras) but downloads and trains nothing.
+"""
 
 __version__ = "0.1.0"
+
+from cdp_tutorial import models  # noqa: E402,F401  (cdp.models.vgg16() reads well in notebooks)
+from cdp_tutorial.complexity import ComplexityReport, Totals, profile  # noqa: E402,F401
+from cdp_tutorial.profiles import get_profile  # noqa: E402,F401
+from cdp_tutorial.pruning import PruningPlan, plan_pruning, plan_uniform  # noqa: E402,F401
+from cdp_tutorial.rebuild import apply_plan  # noqa: E402,F401
+
+__all__ = ["profile", "plan_pruning", "plan_uniform", "apply_plan", "PruningPlan",
+           "ComplexityReport", "Totals", "get_profile", "models"]

@@ -1,0 +1,431 @@
+"""Algorithm 1: derive a smaller architecture that meets a complexity budget, before any training.
+
+The paper's loop, for a model :math:`M`, a mode (params / FLOPs / memory), a required complexity
+:math:`C` and a per-iteration fraction :math:`p`::
+
+    while C(M) > C:
+        recompute every prunable layer's complexity X_l and its weight w_l = X_l / sum_j X_j
+        draw one layer l with probability w_l
+        remove p of layer l's filters (at random)
+    return the architecture of M          # then train it once, from scratch
+
+:func:`plan_pruning` runs this loop on *shapes only*: a plan is a mapping from layer names to
+filter counts, and every complexity is re-counted from the widths by
+:class:`cdp_tutorial.complexity.CostModel` in microseconds, with no Keras model rebuilt per step.
+:func:`cdp_tutorial.apply_plan` then turns the plan into a real, smaller Keras model.
+
+Which filters are removed does not matter for the architecture (the pruned model is trained from
+scratch), so the plan records only how many survive; :func:`cdp_tutorial.apply_plan` picks the
+surviving filters at random, seeded, when you ask it to keep weights.
+
+**Coupled channels.** Convs whose outputs meet at an ``Add`` (a ResNet's last bottleneck conv and
+its shortcut; a MobileNetV2 block's projection and the block before it) must keep one width. The
+paper leaves residual connections unpruned, and so do we by default (``coupled="skip"``); with
+``coupled="tie"`` each such group is one unit that shrinks as a whole, with the complexity of all
+its convs. Depthwise convs follow their input; dense layers are never pruned.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from cdp_tutorial.complexity import CostModel, Totals, bytes_per_element_of
+from cdp_tutorial.graph import analyse
+from cdp_tutorial.sampling import (ABBREVIATIONS, normalize_mode, sample_layer,
+                                   selection_probabilities)
+
+COUPLED_CHOICES = ("skip", "tie")
+
+
+class PruningProblem:
+    """A model seen as a set of prunable units (layers, or tied groups) and a cost model.
+
+    This is the shared machinery behind :func:`plan_pruning`, :func:`plan_uniform` and
+    :func:`cdp_tutorial.sampling.layer_weights`; notebooks use it to show the loop step by step.
+
+    Attributes
+    ----------
+    unit_names : list of str
+        One name per prunable unit (a tied group is named by its first conv, "+N tied").
+    unit_layers : list of list of str
+        The conv layers whose filters each unit counts.
+    baseline_widths : numpy.ndarray
+        The width of every channel group (prunable or not), in the cost model's order.
+    """
+
+    def __init__(self, model, coupled: str = "skip", bytes_per_element=4, round_to: int = 1):
+        if coupled not in COUPLED_CHOICES:
+            raise ValueError(f"coupled must be one of {COUPLED_CHOICES}, got {coupled!r}")
+        if isinstance(round_to, bool) or not isinstance(round_to, (int, np.integer)) or round_to < 1:
+            raise ValueError(f"round_to must be a positive integer (1 = no rounding), got {round_to!r}")
+        self.graph = analyse(model)
+        self.costs = CostModel(self.graph, bytes_per_element_of(bytes_per_element))
+        self.coupled = coupled
+        self.round_to = int(round_to)
+        self.baseline_widths = self.costs.baseline_widths.copy()
+        column = {g: j for j, g in enumerate(self.costs.group_ids)}
+        row = {name: i for i, name in enumerate(self.costs.layer_names)}
+        groups = self.graph.prunable_groups(coupled)
+        if not groups:
+            raise ValueError(
+                "the model has no prunable conv layer: Algorithm 1 prunes Conv2D/SeparableConv2D "
+                "filters, and none is free to shrink here (dense layers, the model's output and, "
+                f"with coupled={coupled!r}, channels tied by an Add are left alone)"
+            )
+        self.unit_names = [g.name for g in groups]
+        self.unit_layers = [list(g.producers) for g in groups]
+        self.unit_columns = np.array([column[g.id] for g in groups])
+        # unit complexity = sum of its producers' layer complexities
+        self.unit_matrix = np.zeros((len(groups), len(self.costs.layer_names)))
+        for u, g in enumerate(groups):
+            for name in g.producers:
+                self.unit_matrix[u, row[name]] = 1.0
+        base = self.baseline_widths[self.unit_columns]
+        self.min_widths = np.minimum(base, self.round_to)
+
+    # -- complexities ------------------------------------------------------------------------
+    def totals(self, widths: np.ndarray) -> Totals:
+        return self.costs.totals(widths)
+
+    def total(self, widths: np.ndarray, mode: str) -> float:
+        params, macs, memory = self.costs.layer_costs(widths)
+        return float({"params": params, "flops": macs, "memory": memory}[mode].sum())
+
+    def unit_complexities(self, widths: np.ndarray, mode: str, layer_costs=None) -> np.ndarray:
+        """:math:`X_u` of every unit (0 for units already at their minimum width).
+
+        ``layer_costs`` may pass ``self.costs.layer_costs(widths)`` if already computed.
+        """
+        params, macs, memory = layer_costs or self.costs.layer_costs(widths)
+        per_layer = {"params": params, "flops": macs, "memory": memory}[mode]
+        x = self.unit_matrix @ per_layer
+        x[widths[self.unit_columns] <= self.min_widths] = 0.0
+        return x
+
+    # -- one pruning step --------------------------------------------------------------------
+    def shrink(self, width: int, step: float) -> int:
+        """Width after removing ``step`` of ``width`` filters: at least one goes, at least
+        ``round_to`` (or one) stay, and with ``round_to`` the result is a multiple of it."""
+        n = self.round_to
+        new = math.floor(width * (1.0 - step) + 0.5)
+        new = min(new, width - 1)
+        if n > 1:
+            new = (new // n) * n
+        return int(max(new, min(n, width)))
+
+    def widths_by_layer(self, widths: np.ndarray) -> dict[str, int]:
+        """``{conv layer name: filters}`` for every conv of every prunable unit."""
+        out = {}
+        for layers, col in zip(self.unit_layers, self.unit_columns):
+            for name in layers:
+                out[name] = int(widths[col])
+        return out
+
+    def minimum_widths(self) -> np.ndarray:
+        w = self.baseline_widths.copy()
+        w[self.unit_columns] = self.min_widths
+        return w
+
+
+# --------------------------------------------------------------------------------------------
+# The plan
+# --------------------------------------------------------------------------------------------
+@dataclass
+class PruningPlan:
+    """The output of Algorithm 1: how many filters each prunable conv layer keeps.
+
+    Attributes
+    ----------
+    widths : dict
+        ``{layer name: filters}`` for every prunable conv layer after pruning.
+    baseline_widths : dict
+        The same layers' filter counts before pruning.
+    history : pandas.DataFrame
+        One row per iteration: ``iteration, layer, probability, filters_before, filters_after,
+        params, macs, memory_bytes, fraction`` (model totals after the step; ``fraction`` is the
+        mode's total relative to the baseline).
+    baseline, final : Totals
+        Model complexity before and after.
+    mode : str
+        ``"params"``, ``"flops"`` or ``"memory"``.
+    target : float or None
+        The budget as a fraction of the baseline (None if an absolute budget was given).
+    budget : float
+        The absolute budget in the mode's unit (parameters, MACs or bytes).
+    """
+
+    model_name: str
+    mode: str
+    target: float | None
+    budget: float
+    step: float | None
+    seed: int | None
+    coupled: str
+    round_to: int
+    bytes_per_element: int
+    widths: dict
+    baseline_widths: dict
+    baseline: Totals
+    final: Totals
+    history: pd.DataFrame = field(repr=False)
+    method: str = "cdp"  # "cdp" (Algorithm 1) or "uniform" (every prunable layer scaled alike)
+    tied: list = field(default_factory=list, repr=False)  # groups of layers that share a width
+
+    @property
+    def reduction(self) -> dict:
+        """Fraction of each complexity removed: ``{"params": .., "flops": .., "memory": ..}``."""
+        return {m: 1.0 - self.final.of(m) / self.baseline.of(m) for m in ("params", "flops", "memory")}
+
+    def summary(self) -> str:
+        label = ABBREVIATIONS[self.mode] if self.method == "cdp" else "uniform"
+        red = self.reduction
+        return (f"{self.model_name} {label} ({self.mode}) plan: {self.mode} {self.final.of(self.mode):,} "
+                f"<= budget {self.budget:,.0f}; removed params {red['params']:.1%}, "
+                f"MACs {red['flops']:.1%}, memory {red['memory']:.1%} "
+                f"in {len(self.history)} iterations")
+
+    # -- persistence ---------------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        return {
+            "format": "cdp-tutorial/pruning-plan", "version": 1,
+            "model_name": self.model_name, "method": self.method, "mode": self.mode,
+            "target": self.target, "budget": self.budget, "step": self.step, "seed": self.seed,
+            "coupled": self.coupled, "round_to": self.round_to,
+            "bytes_per_element": self.bytes_per_element,
+            "widths": self.widths, "baseline_widths": self.baseline_widths, "tied": self.tied,
+            "baseline": self.baseline.as_dict(), "final": self.final.as_dict(),
+            "history": self.history.to_dict(orient="records"),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "PruningPlan":
+        if d.get("format") != "cdp-tutorial/pruning-plan":
+            raise ValueError("not a cdp-tutorial pruning plan (missing format tag)")
+        return cls(
+            model_name=d["model_name"], mode=d["mode"], target=d["target"], budget=d["budget"],
+            step=d["step"], seed=d["seed"], coupled=d["coupled"], round_to=d["round_to"],
+            bytes_per_element=d["bytes_per_element"],
+            widths={k: int(v) for k, v in d["widths"].items()},
+            baseline_widths={k: int(v) for k, v in d["baseline_widths"].items()},
+            baseline=Totals(**d["baseline"]), final=Totals(**d["final"]),
+            history=pd.DataFrame.from_records(d["history"], columns=_HISTORY_COLUMNS),
+            method=d.get("method", "cdp"), tied=[list(t) for t in d.get("tied", [])],
+        )
+
+    def save(self, path, overwrite: bool = False) -> Path:
+        """Write the plan as JSON, atomically; refuse to replace an existing file unless ``overwrite``."""
+        return write_json_atomic(path, self.to_dict(), overwrite=overwrite)
+
+    @classmethod
+    def load(cls, path) -> "PruningPlan":
+        with open(path, encoding="utf-8") as f:
+            return cls.from_dict(json.load(f))
+
+
+_HISTORY_COLUMNS = ["iteration", "layer", "probability", "filters_before", "filters_after",
+                    "params", "macs", "memory_bytes", "fraction"]
+
+
+def write_json_atomic(path, data, overwrite: bool = False) -> Path:
+    """Write ``data`` as JSON to ``path`` via a temporary file and ``os.replace``.
+
+    A reader never sees a half-written file, and an existing file is kept unless ``overwrite``.
+    """
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(data, f, indent=1)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+# --------------------------------------------------------------------------------------------
+# Algorithm 1
+# --------------------------------------------------------------------------------------------
+def _check_fraction(name: str, value, low_open=True) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)) \
+            or not np.isfinite(value) or not 0 < value < 1:
+        raise ValueError(f"{name} must be a number strictly between 0 and 1, got {value!r}")
+    return float(value)
+
+
+def _resolve_budget(problem, mode, target, budget):
+    baseline = problem.total(problem.baseline_widths, mode)
+    if (target is None) == (budget is None):
+        raise ValueError(
+            "give exactly one of target (a fraction of the baseline, e.g. target=0.3) or "
+            "budget (an absolute number of parameters, MACs or bytes)"
+        )
+    if target is not None:
+        target = _check_fraction("target", target)
+        return target, target * baseline, baseline
+    if isinstance(budget, bool) or not isinstance(budget, (int, float, np.integer, np.floating)) \
+            or not np.isfinite(budget) or budget <= 0:
+        raise ValueError(f"budget must be a positive number, got {budget!r}")
+    if budget >= baseline:
+        raise ValueError(
+            f"budget {budget:,.0f} is not below the model's {mode} total {baseline:,.0f}: nothing to prune"
+        )
+    return None, float(budget), baseline
+
+
+def _check_reachable(problem, mode, budget, baseline):
+    lowest = problem.total(problem.minimum_widths(), mode)
+    if lowest > budget:
+        raise ValueError(
+            f"{mode} budget {budget:,.0f} ({budget / baseline:.2%} of baseline) is unreachable: with "
+            f"every prunable layer at its minimum width the model still has {lowest:,.0f} "
+            f"({lowest / baseline:.2%}); the lowest reachable target is {lowest / baseline:.4f}"
+            + (". Try coupled='tie' to prune residual channels too" if problem.coupled == "skip"
+               and any(g.coupled for g in problem.graph.groups.values()) else "")
+        )
+
+
+def plan_pruning(model, mode, target=None, *, budget=None, step: float = 0.1, seed=None,
+                 coupled: str = "skip", round_to: int = 1, bytes_per_element=4) -> PruningPlan:
+    """Run the paper's Algorithm 1 on ``model``'s shapes and return a :class:`PruningPlan`.
+
+    Parameters
+    ----------
+    model : keras.Model
+        The unpruned model (Sequential or functional, one input).
+    mode : str
+        ``"params"``/``"PA"``, ``"flops"``/``"FA"`` or ``"memory"``/``"MA"`` (any case).
+    target : float, optional
+        Required complexity as a fraction of the baseline, in (0, 1): ``0.3`` keeps 30 %.
+    budget : float, optional
+        Required complexity as an absolute number instead (parameters, MACs or bytes).
+        Give exactly one of ``target`` and ``budget``.
+    step : float, default 0.1
+        :math:`p`, the fraction of the chosen layer's filters removed per iteration, in (0, 1).
+    seed : int, optional
+        Seeds the layer draws. ``None`` draws a fresh seed, which the plan records so the run
+        can be repeated.
+    coupled : {"skip", "tie"}, default "skip"
+        Convs tied by an ``Add``: leave them unpruned (the paper) or prune each tied group as one unit.
+    round_to : int, default 1
+        Keep widths multiples of this (e.g. 8 for hardware-friendly widths); a layer keeps at least
+        ``round_to`` filters (or its original count, if smaller).
+    bytes_per_element : int or str, default 4
+        Precision for the memory count (``"fp32"``, ``"fp16"``, ``"int8"``).
+
+    Returns
+    -------
+    PruningPlan
+
+    Raises
+    ------
+    TypeError
+        If ``model`` is not a Keras model.
+    ValueError
+        For an unknown mode, a target outside (0, 1), a step outside (0, 1), a model with no prunable
+        conv, or a budget below what the model can reach (the message names the lowest reachable target).
+
+    Examples
+    --------
+    >>> import cdp_tutorial as cdp
+    >>> plan = cdp.plan_pruning(cdp.models.vgg16(), "FA", target=0.3, seed=0)
+    >>> plan.final.macs <= 0.3 * plan.baseline.macs
+    True
+    """
+    from cdp_tutorial.graph import check_model
+
+    check_model(model)
+    mode = normalize_mode(mode)
+    step = _check_fraction("step", step)
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
+        raise ValueError(f"seed must be a non-negative integer or None, got {seed!r}")
+    problem = PruningProblem(model, coupled=coupled, bytes_per_element=bytes_per_element,
+                             round_to=round_to)
+    target, budget, baseline = _resolve_budget(problem, mode, target, budget)
+    _check_reachable(problem, mode, budget, baseline)
+    if seed is None:
+        seed = int(np.random.SeedSequence().generate_state(1)[0])
+    rng = np.random.default_rng(seed)
+
+    widths = problem.baseline_widths.copy()
+    rows = []
+    costs = problem.costs.layer_costs(widths)  # (params, macs, memory) per layer, reused below
+    index = {"params": 0, "flops": 1, "memory": 2}[mode]
+    current = costs[index].sum()
+    while current > budget:
+        probabilities = selection_probabilities(problem.unit_complexities(widths, mode, costs))
+        unit = sample_layer(probabilities, rng)
+        col = problem.unit_columns[unit]
+        before = int(widths[col])
+        widths[col] = problem.shrink(before, step)
+        costs = problem.costs.layer_costs(widths)
+        params, macs, memory = (float(c.sum()) for c in costs)
+        current = (params, macs, memory)[index]
+        rows.append((len(rows) + 1, problem.unit_names[unit], float(probabilities[unit]), before,
+                     int(widths[col]), round(params), round(macs), round(memory),
+                     current / baseline))
+
+    return _make_plan(model, problem, mode, target, budget, step, seed, widths,
+                      pd.DataFrame(rows, columns=_HISTORY_COLUMNS), method="cdp")
+
+
+def plan_uniform(model, mode, target=None, *, budget=None, coupled: str = "skip",
+                 round_to: int = 1, bytes_per_element=4) -> PruningPlan:
+    """Uniform width scaling at the same budget: every prunable layer keeps the same fraction.
+
+    The baseline the paper leaves open: is complexity-driven allocation better than simply making
+    every layer narrower? Finds (by bisection) the largest multiplier :math:`m` such that widths
+    ``max(min, round(m * w))`` meet the budget. Arguments as in :func:`plan_pruning`.
+    """
+    from cdp_tutorial.graph import check_model
+
+    check_model(model)
+    mode = normalize_mode(mode)
+    problem = PruningProblem(model, coupled=coupled, bytes_per_element=bytes_per_element,
+                             round_to=round_to)
+    target, budget, baseline = _resolve_budget(problem, mode, target, budget)
+    _check_reachable(problem, mode, budget, baseline)
+    cols, base = problem.unit_columns, problem.baseline_widths[problem.unit_columns]
+
+    def scaled(m):
+        w = problem.baseline_widths.copy()
+        n = problem.round_to
+        new = np.floor(base * m / n + 0.5) * n
+        w[cols] = np.minimum(base, np.maximum(new, problem.min_widths))
+        return w
+
+    low, high = 0.0, 1.0  # total(scaled(low)) <= budget always holds (minimum widths)
+    for _ in range(60):
+        mid = (low + high) / 2
+        if problem.total(scaled(mid), mode) <= budget:
+            low = mid
+        else:
+            high = mid
+    return _make_plan(model, problem, mode, target, budget, None, None, scaled(low),
+                      pd.DataFrame(columns=_HISTORY_COLUMNS), method="uniform")
+
+
+def _make_plan(model, problem, mode, target, budget, step, seed, widths, history, method):
+    return PruningPlan(
+        model_name=model.name, mode=mode, target=target, budget=budget, step=step, seed=seed,
+        coupled=problem.coupled, round_to=problem.round_to,
+        bytes_per_element=problem.costs.bytes_per_element,
+        widths=problem.widths_by_layer(widths),
+        baseline_widths=problem.widths_by_layer(problem.baseline_widths),
+        baseline=problem.totals(problem.baseline_widths), final=problem.totals(widths),
+        history=history, method=method,
+        tied=[layers for layers in problem.unit_layers if len(layers) > 1],
+    )

@@ -1,0 +1,148 @@
+"""Turn a pruning plan into a real, smaller Keras model (not a mask).
+
+:func:`apply_plan` clones the model with ``keras.models.clone_model`` and a ``clone_function`` that
+edits each pruned conv's ``filters``; Keras then infers every downstream shape (batch norm, the
+depthwise conv, the next conv's input channels, the dense layer after ``Flatten``) by itself.
+
+By default the new model is freshly initialised: the paper trains the pruned architecture once,
+from scratch. With ``keep_weights=True`` the surviving filters (chosen at random, seeded — the
+paper removes filters at random, not by rank) keep their trained weights, and every layer that
+reads them is sliced to match, for fine-tuning experiments.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+
+from cdp_tutorial.graph import analyse, check_model
+
+L = keras.layers
+
+
+def apply_plan(model, plan, *, keep_weights: bool = False, seed=None) -> keras.Model:
+    """Build the smaller model that ``plan`` describes.
+
+    Parameters
+    ----------
+    model : keras.Model
+        The model the plan was made for (same layer names and widths).
+    plan : PruningPlan
+        From :func:`cdp_tutorial.plan_pruning` or :func:`cdp_tutorial.plan_uniform`.
+    keep_weights : bool, default False
+        ``False``: fresh initialisation (train from scratch, as the paper does).
+        ``True``: copy the weights of the surviving filters and slice every layer that reads them.
+    seed : int, optional
+        Chooses which filters survive when ``keep_weights``; defaults to the plan's seed.
+
+    Returns
+    -------
+    keras.Model
+        A new model with the same layer names and fewer filters; the original is untouched.
+
+    Raises
+    ------
+    TypeError
+        If ``model`` is not a Keras model.
+    ValueError
+        If the plan does not match the model (unknown layer, different original width, tied layers
+        given different widths).
+
+    Examples
+    --------
+    >>> import cdp_tutorial as cdp
+    >>> base = cdp.models.vgg16()
+    >>> small = cdp.apply_plan(base, cdp.plan_pruning(base, "PA", target=0.2, seed=0))
+    >>> small.count_params() < 0.2 * base.count_params()
+    True
+    """
+    check_model(model)
+    widths = _check_plan(model, plan)
+
+    def clone_function(layer):
+        config = layer.get_config()
+        if layer.name in widths:
+            key = "units" if isinstance(layer, L.Dense) else "filters"
+            config[key] = widths[layer.name]
+        return layer.__class__.from_config(config)
+
+    pruned = keras.models.clone_model(model, clone_function=clone_function)
+    if keep_weights:
+        _copy_surviving_weights(model, pruned, widths, plan.seed if seed is None else seed)
+    return pruned
+
+
+def _check_plan(model, plan) -> dict:
+    widths = dict(plan.widths)
+    for name, width in widths.items():
+        try:
+            layer = model.get_layer(name)
+        except ValueError:
+            raise ValueError(
+                f"the plan names layer {name!r}, which this model does not have: was the plan made "
+                f"for another model? (plan for {plan.model_name!r}, model {model.name!r})"
+            ) from None
+        current = getattr(layer, "filters", None)
+        original = plan.baseline_widths.get(name)
+        if current != original:
+            raise ValueError(
+                f"layer {name!r} has {current} filters but the plan was made for {original}: "
+                "apply a plan to the model it was planned on"
+            )
+        if isinstance(width, bool) or not isinstance(width, (int, np.integer)) or not 1 <= width <= current:
+            raise ValueError(f"plan width for {name!r} must be an integer in [1, {current}], got {width!r}")
+    for tied in plan.tied:
+        if len({widths[name] for name in tied}) != 1:
+            raise ValueError(f"layers {tied} are tied by an Add and must share one width in the plan")
+    return widths
+
+
+def _copy_surviving_weights(model, pruned, widths, seed) -> None:
+    """Copy each layer's weights into ``pruned``, keeping only surviving channels on every axis."""
+    graph = analyse(model)
+    rng = np.random.default_rng(seed)
+    original = graph.widths()
+    kept = {gid: np.arange(w) for gid, w in original.items()}
+    for name, width in widths.items():
+        gid = graph.find(graph.layers[name].out_layout.group)
+        if len(kept[gid]) != width and len(kept[gid]) == original[gid]:
+            kept[gid] = np.sort(rng.choice(original[gid], size=width, replace=False))
+
+    for info in graph.layers.values():
+        old = info.layer.get_weights()
+        if not old:
+            continue
+        new_layer = pruned.get_layer(info.name)
+        out_idx = info.out_layout.indices(kept, original, graph.find)
+        in_idx = (info.in_layout.indices(kept, original, graph.find)
+                  if info.in_layout is not None else None)
+        sliced = _slice_weights(info.layer, old, in_idx, out_idx)
+        expected = [tuple(w.shape) for w in new_layer.get_weights()]
+        if [w.shape for w in sliced] != expected:
+            raise ValueError(
+                f"cannot carry weights of layer {info.name!r} ({type(info.layer).__name__}): "
+                f"sliced shapes {[w.shape for w in sliced]} != pruned shapes {expected}"
+            )
+        new_layer.set_weights(sliced)
+
+
+def _slice_weights(layer, weights, in_idx, out_idx) -> list:
+    """Keep the surviving input and output channels of one layer's weights."""
+    if isinstance(layer, L.SeparableConv2D):
+        depthwise, pointwise, *bias = weights
+        m = depthwise.shape[-1]
+        dw_out = (in_idx[:, None] * m + np.arange(m)[None, :]).ravel()
+        return [depthwise[:, :, in_idx, :], pointwise[:, :, dw_out, :][..., out_idx],
+                *[b[out_idx] for b in bias]]
+    if isinstance(layer, L.DepthwiseConv2D):
+        kernel, *bias = weights  # kernel (kh, kw, C, m); output channel c*m + j
+        return [kernel[:, :, in_idx, :], *[b[out_idx] for b in bias]]
+    if isinstance(layer, L.Conv2D):
+        kernel, *bias = weights  # kernel (kh, kw, in, out), HWIO
+        return [kernel[:, :, in_idx, :][..., out_idx], *[b[out_idx] for b in bias]]
+    if isinstance(layer, L.Dense):
+        kernel, *bias = weights  # kernel (in, out)
+        return [kernel[in_idx][:, out_idx], *[b[out_idx] for b in bias]]
+    if isinstance(layer, (L.BatchNormalization, L.LayerNormalization)):
+        return [w[out_idx] for w in weights]
+    return weights  # channel-independent weights (or an unpruned layer): copy as they are

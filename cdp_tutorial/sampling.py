@@ -1,0 +1,107 @@
+r"""Weighted layer sampling: which layer loses filters next (the paper's Eqs. 4, 6 and 8).
+
+Each prunable conv layer :math:`l` is chosen with probability equal to its share of the complexity
+the mode targets,
+
+.. math::
+
+    w_l = \frac{X_l}{\sum_j X_j}, \qquad X \in \{P, F, M\}
+
+(parameters for the parameter-aware mode, MACs for FLOPs-aware, bytes for memory-aware), so the
+layers that cost most are pruned most often — but every layer keeps a chance, which is where the
+method's randomness (and its "plasticity" argument) comes from. A layer already at its minimum
+width has nothing left to give and gets probability 0.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+#: Accepted spellings of the three modes, all mapping to the canonical name.
+MODES = {
+    "params": "params", "parameters": "params", "pa": "params", "parameter-aware": "params",
+    "flops": "flops", "macs": "flops", "fa": "flops", "flops-aware": "flops",
+    "memory": "memory", "mem": "memory", "ma": "memory", "memory-aware": "memory",
+}
+
+#: The paper's abbreviation for each mode.
+ABBREVIATIONS = {"params": "PA", "flops": "FA", "memory": "MA"}
+
+
+def normalize_mode(mode) -> str:
+    """Canonical mode name (``"params"``, ``"flops"`` or ``"memory"``) for any accepted spelling.
+
+    >>> normalize_mode("FA")
+    'flops'
+    """
+    key = str(mode).strip().lower() if isinstance(mode, str) else None
+    if key not in MODES:
+        raise ValueError(
+            f"unknown mode {mode!r}; use 'params' (PA), 'flops' (FA) or 'memory' (MA), in any case"
+        )
+    return MODES[key]
+
+
+def selection_probabilities(complexities) -> np.ndarray:
+    """Eqs. 4/6/8: each layer's share of the total, :math:`w_l = X_l / \\sum_j X_j`.
+
+    Parameters
+    ----------
+    complexities : array-like of float
+        :math:`X_l` for each candidate layer (0 for a layer that cannot be pruned further).
+
+    Returns
+    -------
+    numpy.ndarray
+        Probabilities summing to 1.
+
+    Raises
+    ------
+    ValueError
+        If a value is negative or not finite, or all are zero (no layer can be pruned).
+    """
+    x = np.asarray(complexities, dtype=float)
+    if x.ndim != 1 or x.size == 0:
+        raise ValueError("complexities must be a non-empty 1-D sequence")
+    if not np.all(np.isfinite(x)) or np.any(x < 0):
+        raise ValueError("complexities must be finite and non-negative")
+    total = x.sum()
+    if total <= 0:
+        raise ValueError("no layer has any complexity left to prune")
+    return x / total
+
+
+def sample_layer(probabilities, rng: np.random.Generator) -> int:
+    """Draw one layer index with the given probabilities (weighted random sampling)."""
+    return int(rng.choice(len(probabilities), p=probabilities))
+
+
+def layer_weights(model, mode, coupled: str = "skip") -> pd.Series:
+    """Selection probability of every prunable conv layer of ``model`` for ``mode``, for teaching.
+
+    Parameters
+    ----------
+    model : keras.Model
+    mode : str
+        ``"params"``/``"PA"``, ``"flops"``/``"FA"`` or ``"memory"``/``"MA"``.
+    coupled : {"skip", "tie"}
+        How convs tied by an ``Add`` are treated (see :func:`cdp_tutorial.plan_pruning`).
+
+    Returns
+    -------
+    pandas.Series
+        Indexed by layer name (a tied group by its first layer), summing to 1, in model order.
+
+    Examples
+    --------
+    >>> from cdp_tutorial.models import vgg16
+    >>> w = layer_weights(vgg16(), "flops")
+    >>> round(w.sum(), 6)
+    1.0
+    """
+    from cdp_tutorial.pruning import PruningProblem  # the problem owns units and their costs
+
+    problem = PruningProblem(model, coupled=coupled)
+    x = problem.unit_complexities(problem.baseline_widths, normalize_mode(mode))
+    return pd.Series(selection_probabilities(x), index=problem.unit_names, name=f"w ({mode})")
