@@ -1,0 +1,77 @@
+"""Keep every notebook's badges, Colab install cell and metadata in their one canonical form.
+
+    python scripts/sync_notebooks.py          # rewrite notebooks/*.ipynb in place
+    python scripts/sync_notebooks.py --check  # exit 1 and list what differs (used by the tests)
+
+* the badge line (the line with ``colab-badge.svg``) is regenerated from ``cdp_tutorial.notebook``;
+* the guarded Colab install cell (the code cell mentioning ``google.colab``) likewise;
+* volatile metadata is dropped: execution timings, widget state, kernel display details;
+  widget outputs keep only their plain-text fallback (model ids change every run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from cdp_tutorial.notebook import badges, colab_install_cell  # noqa: E402
+
+KERNELSPEC = {"display_name": "Python 3", "language": "python", "name": "python3"}
+WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
+
+
+def canonical(nb: dict, name: str) -> dict:
+    nb = json.loads(json.dumps(nb))
+    nb["metadata"] = {"kernelspec": KERNELSPEC, "language_info": {"name": "python"}}
+    for cell in nb["cells"]:
+        source = "".join(cell["source"])
+        meta = cell.get("metadata", {})
+        meta.pop("execution", None)
+        meta.pop("collapsed", None)
+        meta.pop("scrolled", None)
+        cell["metadata"] = meta
+        if cell["cell_type"] == "markdown" and "colab-badge.svg" in source:
+            lines = [badges(name) if "colab-badge.svg" in line else line for line in source.split("\n")]
+            source = "\n".join(lines)
+        if cell["cell_type"] == "code" and "google.colab" in source and "%pip install" in source:
+            source = colab_install_cell()
+        cell["source"] = source.splitlines(keepends=True)
+        for output in cell.get("outputs", []):
+            data = output.get("data", {})
+            if WIDGET_MIME in data:
+                del data[WIDGET_MIME]
+            output.get("metadata", {}).pop(WIDGET_MIME, None)
+    return nb
+
+
+def dump(nb: dict) -> str:
+    return json.dumps(nb, indent=1, ensure_ascii=False, sort_keys=True) + "\n"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--check", action="store_true", help="report differences instead of writing")
+    parser.add_argument("paths", nargs="*", type=Path)
+    args = parser.parse_args(argv)
+    paths = args.paths or sorted((ROOT / "notebooks").glob("*.ipynb"))
+    stale = []
+    for path in paths:
+        text = path.read_text(encoding="utf-8")
+        fixed = dump(canonical(json.loads(text), path.name))
+        if fixed != text:
+            stale.append(path.name)
+            if not args.check:
+                path.write_text(fixed, encoding="utf-8")
+    if args.check and stale:
+        print("not in canonical form (run python scripts/sync_notebooks.py):", ", ".join(stale))
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
