@@ -16,9 +16,15 @@ The package mirrors the paper, one idea per module:
 Importing the package loads TensorFlow (through Keras) but downloads and trains nothing.
 """
 
+import os
+
+# Quiet TensorFlow's C++ start-up chatter in notebooks; a value the user set wins.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
 __version__ = "0.1.0"
 
-from cdp_tutorial import models  # noqa: E402,F401  (cdp.models.vgg16() reads well in notebooks)
+# submodules as attributes: cdp.models.vgg16(), cdp.sampling.layer_weights(...) read well in notebooks
+from cdp_tutorial import models, notebook, profiles, sampling  # noqa: E402,F401
 from cdp_tutorial.complexity import ComplexityReport, Totals, profile  # noqa: E402,F401
 from cdp_tutorial.profiles import get_profile  # noqa: E402,F401
 from cdp_tutorial.pruning import PruningPlan, plan_pruning, plan_uniform  # noqa: E402,F401

@@ -13,14 +13,30 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-from cdp_tutorial.notebook import badges, colab_install_cell  # noqa: E402
 
+def _load_links():
+    """Import cdp_tutorial/notebook.py alone: the package's __init__ would load TensorFlow."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("_links", ROOT / "cdp_tutorial" / "notebook.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_links = _load_links()
+badges, colab_install_cell = _links.badges, _links.colab_install_cell
+
+# TensorFlow's C++ start-up lines (absl logging ignores TF_CPP_MIN_LOG_LEVEL for these): they say
+# nothing about the lesson and differ on every machine, so committed notebooks drop them.
+TF_CHATTER = re.compile(r"^(WARNING: All log messages before absl|[IWE]\d{4} |To enable the following "
+                        r"instructions|.*rebuild TensorFlow with the appropriate compiler flags)")
 KERNELSPEC = {"display_name": "Python 3", "language": "python", "name": "python3"}
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 
@@ -41,12 +57,24 @@ def canonical(nb: dict, name: str) -> dict:
         if cell["cell_type"] == "code" and "google.colab" in source and "%pip install" in source:
             source = colab_install_cell()
         cell["source"] = source.splitlines(keepends=True)
+        if "outputs" in cell:
+            cell["outputs"] = [o for o in map(_without_chatter, cell["outputs"]) if o is not None]
         for output in cell.get("outputs", []):
             data = output.get("data", {})
             if WIDGET_MIME in data:
                 del data[WIDGET_MIME]
             output.get("metadata", {}).pop(WIDGET_MIME, None)
     return nb
+
+
+def _without_chatter(output: dict) -> dict | None:
+    if output.get("output_type") != "stream" or output.get("name") != "stderr":
+        return output
+    text = "".join(output["text"])
+    kept = [line for line in text.splitlines(keepends=True) if not TF_CHATTER.match(line)]
+    if not "".join(kept).strip():
+        return None
+    return {**output, "text": "".join(kept)}
 
 
 def dump(nb: dict) -> str:
