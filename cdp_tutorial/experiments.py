@@ -1,0 +1,388 @@
+"""Experiments: the paper's grid of runs — models × modes × budgets × seeds — and its tables.
+
+One *run* = build a CIFAR model, derive a pruned architecture (or not, for the baseline), train it
+once from scratch, record what came out. A *sweep* is a list of runs; every finished run is added
+to a results store (``results.jsonl`` in the output folder, one JSON record per line) the moment it
+finishes, and running the sweep again skips what is already there — so a sweep can be stopped and
+restarted at will, and an interrupted run resumes from its last epoch (:func:`cdp_tutorial.training.train`).
+
+Backends: ``"serial"`` (default, needs nothing) runs one run after another; ``"ray"`` hands each run
+to Ray Tune as one trial with its share of a GPU (``pip install "cdp-tutorial[ray]"``), for many
+GPUs or machines. Either way, only this process writes the store.
+
+Every record carries its profile and a ``label`` that says honestly whether it followed the
+paper's protocol; :func:`summarize` gives mean ± std over seeds in the shape of the paper's tables.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from cdp_tutorial.profiles import Profile, get_profile
+from cdp_tutorial.sampling import ABBREVIATIONS, normalize_mode
+
+RESULTS_FILE = "results.jsonl"
+RUNS_DIR = "runs"
+BASELINE = "baseline"
+METHODS = ("cdp", "uniform")
+
+PAPER_STEP = 0.1  # p in Algorithm 1; the paper's value is lost in our copy, 10 % is our choice
+
+
+# --------------------------------------------------------------------------------------------
+# What one run is
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class RunSpec:
+    """Everything that defines one training run (and nothing that merely describes it)."""
+
+    model: str
+    dataset: str
+    mode: str  # "baseline", "PA", "FA" or "MA"
+    target: float | None  # fraction of the baseline's complexity kept; None for the baseline
+    seed: int
+    profile: str
+    epochs: int
+    recipe: str
+    batch_size: int
+    train_size: int | None = None
+    test_size: int | None = None
+    method: str = "cdp"  # "cdp" (Algorithm 1) or "uniform" (uniform width scaling, same budget)
+    step: float = PAPER_STEP
+
+    @property
+    def key(self) -> str:
+        """A unique, readable name, used for the run folder and to skip finished runs."""
+        what = BASELINE if self.mode == BASELINE else (
+            f"{self.mode}{'-uniform' if self.method == 'uniform' else ''}-t{self.target:g}")
+        sizes = "" if self.train_size is None and self.test_size is None else \
+            f"-n{self.train_size or 'all'}x{self.test_size or 'all'}"
+        return (f"{self.model}-{self.dataset}-{what}-s{self.seed}-{self.profile}-e{self.epochs}"
+                f"-{self.recipe}-b{self.batch_size}{sizes}")
+
+
+def protocol_label(spec: RunSpec) -> str:
+    """How a result is labelled wherever it is shown: the paper's protocol, or what it is instead."""
+    paper = get_profile("paper")
+    is_paper = (spec.dataset in ("cifar10", "cifar100") and spec.epochs == paper.epochs
+                and spec.recipe == paper.recipe and spec.batch_size == paper.batch_size
+                and spec.train_size is None and spec.test_size is None)
+    data = spec.dataset + (f" subset {spec.train_size or 'all'}/{spec.test_size or 'all'}"
+                           if spec.train_size or spec.test_size else "")
+    what = f"{data}, {spec.epochs} epochs, {spec.recipe} recipe, batch {spec.batch_size}"
+    if is_paper:
+        return f"paper protocol ({what})"
+    return f"{spec.profile} profile ({what}) - not the paper's protocol"
+
+
+def make_specs(models, modes=("PA", "FA", "MA"), targets=(0.5,), seeds=None, *, profile=None,
+               dataset=None, epochs=None, recipe=None, batch_size=None, train_size=None,
+               test_size=None, baseline=True, uniform=False, step=PAPER_STEP) -> list[RunSpec]:
+    """The runs of a sweep: a baseline per model and seed, then every mode × target (× uniform).
+
+    Profile values fill in whatever is not given. Raises ``ValueError`` for an unknown model, mode
+    or profile, a target outside (0, 1), or an empty grid.
+    """
+    from cdp_tutorial.models import MODELS
+
+    prof: Profile = profile if isinstance(profile, Profile) else get_profile(profile)
+    models = [models] if isinstance(models, str) else list(models)
+    for name in models:
+        if str(name).lower() not in MODELS:
+            raise ValueError(f"unknown model {name!r}; choose from {sorted(MODELS)}")
+    modes = [ABBREVIATIONS[normalize_mode(m)] for m in modes]
+    for t in targets:
+        if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0 < t < 1:
+            raise ValueError(f"targets must be fractions strictly between 0 and 1, got {t!r}")
+    seeds = list(prof.seeds if seeds is None else seeds)
+    if not models or not seeds or not (baseline or (modes and targets)):
+        raise ValueError("the sweep is empty: give at least one model, one seed and a mode/target or the baseline")
+    common = dict(dataset=dataset or prof.dataset, profile=prof.name,
+                  epochs=int(epochs or prof.epochs), recipe=recipe or prof.recipe,
+                  batch_size=int(batch_size or prof.batch_size),
+                  train_size=train_size if train_size is not None else prof.train_size,
+                  test_size=test_size if test_size is not None else prof.test_size, step=step)
+    specs = []
+    for name in models:
+        for seed in seeds:
+            if baseline:
+                specs.append(RunSpec(name.lower(), mode=BASELINE, target=None, seed=int(seed), **common))
+            for mode in modes:
+                for t in targets:
+                    specs.append(RunSpec(name.lower(), mode=mode, target=float(t), seed=int(seed), **common))
+                    if uniform:
+                        specs.append(RunSpec(name.lower(), mode=mode, target=float(t), seed=int(seed),
+                                             method="uniform", **common))
+    return specs
+
+
+# --------------------------------------------------------------------------------------------
+# Running one
+# --------------------------------------------------------------------------------------------
+def build_run_model(spec: RunSpec, num_classes: int):
+    """The model a run trains: the CIFAR model, pruned by the run's plan, freshly initialised.
+
+    Returns ``(model, baseline_totals, plan_or_None)``. Seeded: the same spec gives the same
+    architecture and the same initial weights.
+    """
+    import keras
+
+    import cdp_tutorial as cdp
+
+    keras.utils.set_random_seed(spec.seed)
+    model = cdp.models.build_model(spec.model, num_classes=num_classes)
+    baseline = cdp.profile(model).totals
+    if spec.mode == BASELINE:
+        return model, baseline, None
+    if spec.method == "uniform":
+        plan = cdp.plan_uniform(model, spec.mode, target=spec.target)
+    else:
+        plan = cdp.plan_pruning(model, spec.mode, target=spec.target, step=spec.step, seed=spec.seed)
+    keras.utils.set_random_seed(spec.seed)  # the pruned model's initial weights
+    return cdp.apply_plan(model, plan), baseline, plan
+
+
+def run_one(spec: RunSpec, out_dir, *, data=None, verbose=0) -> dict:
+    """Train one run (resuming it if interrupted) and return its record for the results store."""
+    import cdp_tutorial as cdp
+    from cdp_tutorial.data import load_dataset
+    from cdp_tutorial.training import train
+
+    if data is None:
+        data = load_dataset(spec.dataset, train_size=spec.train_size, test_size=spec.test_size)
+    model, baseline, plan = build_run_model(spec, data.num_classes)
+    totals = cdp.profile(model).totals
+    result = train(model, data, spec.recipe, epochs=spec.epochs, batch_size=spec.batch_size,
+                   seed=spec.seed, run_dir=Path(out_dir) / RUNS_DIR / spec.key, verbose=verbose)
+    record = {"key": spec.key, **asdict(spec),
+              "label": protocol_label(spec), "dataset_description": data.description,
+              "params": totals.params, "macs": totals.macs, "flops": totals.flops,
+              "memory_bytes": totals.memory_bytes,
+              "baseline_params": baseline.params, "baseline_macs": baseline.macs,
+              "baseline_memory_bytes": baseline.memory_bytes,
+              "widths": plan.widths if plan else None,
+              "test_accuracy": result.test_accuracy, "test_loss": result.test_loss,
+              "epochs_trained": result.epochs, "wall_time_s": result.wall_time_s,
+              "time_per_epoch_s": result.wall_time_s / max(result.epochs, 1),
+              "images_per_second": result.images_per_second,
+              "resumed_from_epoch": result.resumed_from_epoch,
+              "versions": result.versions, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    return record
+
+
+# --------------------------------------------------------------------------------------------
+# The results store
+# --------------------------------------------------------------------------------------------
+class ResultsStore:
+    """``results.jsonl`` in an output folder: one record per finished run, only ever added to.
+
+    Each addition rewrites the file through a temporary file and ``os.replace``, so a reader (or a
+    crash) never sees half a record, and earlier records are never lost.
+    """
+
+    def __init__(self, out_dir):
+        self.path = Path(out_dir) / RESULTS_FILE
+
+    def records(self) -> list[dict]:
+        if not self.path.exists():
+            return []
+        with open(self.path, encoding="utf-8") as f:
+            return [json.loads(line) for line in f if line.strip()]
+
+    def finished(self) -> set[str]:
+        return {r["key"] for r in self.records()}
+
+    def append(self, record: dict) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        old = self.path.read_bytes() if self.path.exists() else b""
+        line = (json.dumps(record, sort_keys=True) + "\n").encode("utf-8")
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(old + line)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def frame(self) -> pd.DataFrame:
+        return pd.DataFrame(self.records())
+
+
+# --------------------------------------------------------------------------------------------
+# Sweeps
+# --------------------------------------------------------------------------------------------
+def run_sweep(specs, out_dir, *, backend: str = "serial", gpus_per_trial: float = 0.0,
+              cpus_per_trial: int = 1, progress: bool = True, verbose=0) -> pd.DataFrame:
+    """Run every spec not yet in ``out_dir``'s results store; return all records as a DataFrame.
+
+    Parameters
+    ----------
+    specs : list of RunSpec
+        From :func:`make_specs`.
+    out_dir : str or pathlib.Path
+        Holds ``results.jsonl`` and one folder per run under ``runs/`` (checkpoints).
+    backend : {"serial", "ray"}
+        ``"ray"`` runs each spec as a Ray Tune trial (``pip install "cdp-tutorial[ray]"``).
+    gpus_per_trial, cpus_per_trial : float, int
+        Resources of each Ray trial (0.25 GPU packs four trials per GPU).
+    progress : bool
+        A progress bar over the sweep.
+    """
+    if backend not in ("serial", "ray"):
+        raise ValueError(f"backend must be 'serial' or 'ray', got {backend!r}")
+    store = ResultsStore(out_dir)
+    done = store.finished()
+    todo = [s for s in specs if s.key not in done]
+    if len({s.key for s in specs}) != len(specs):
+        raise ValueError("the sweep lists the same run twice")
+    skipped = len(specs) - len(todo)
+    if progress and skipped:
+        print(f"{skipped} of {len(specs)} runs already finished in {store.path}: skipped")
+    if backend == "ray":
+        _run_with_ray(todo, out_dir, store, gpus_per_trial, cpus_per_trial, progress)
+    else:
+        _run_serially(todo, out_dir, store, progress, verbose)
+    frame = store.frame()
+    return frame[frame.key.isin({s.key for s in specs})].reset_index(drop=True) if len(frame) else frame
+
+
+def _run_serially(todo, out_dir, store, progress, verbose):
+    from tqdm.auto import tqdm
+
+    from cdp_tutorial.data import load_dataset
+
+    cache: dict = {}
+    bar = tqdm(todo, desc="sweep", unit="run", disable=not progress or not todo)
+    for spec in bar:
+        bar.set_postfix_str(spec.key[:60])
+        data_key = (spec.dataset, spec.train_size, spec.test_size)
+        if data_key not in cache:
+            cache.clear()  # keep one dataset in memory at a time
+            cache[data_key] = load_dataset(spec.dataset, train_size=spec.train_size,
+                                           test_size=spec.test_size)
+        record = run_one(spec, out_dir, data=cache[data_key], verbose=verbose)
+        store.append(record)
+        if progress:
+            bar.write(f"{spec.key}: test accuracy {100 * record['test_accuracy']:.2f} %, "
+                      f"{record['wall_time_s']:.0f} s")
+
+
+def _run_with_ray(todo, out_dir, store, gpus_per_trial, cpus_per_trial, progress):
+    try:
+        from ray import tune
+    except ImportError:
+        raise ImportError('the ray backend needs Ray Tune: pip install "cdp-tutorial[ray]"') from None
+    if not todo:
+        return
+    out_dir = str(Path(out_dir).resolve())
+    by_key = {s.key: s for s in todo}
+
+    def trainable(config):
+        import tensorflow as tf
+
+        for gpu in tf.config.list_physical_devices("GPU"):  # share the GPU with other trials
+            tf.config.experimental.set_memory_growth(gpu, True)
+        record = run_one(RunSpec(**config["spec"]), out_dir)
+        tune.report({"record": json.dumps(record), "test_accuracy": record["test_accuracy"]})
+
+    tuner = tune.Tuner(
+        tune.with_resources(trainable, {"cpu": cpus_per_trial, "gpu": gpus_per_trial}),
+        param_space={"spec": tune.grid_search([asdict(s) for s in todo])},
+        run_config=tune.RunConfig(storage_path=str(Path(out_dir) / "ray"), name="sweep",
+                                  verbose=1 if progress else 0),
+    )
+    for result in tuner.fit():
+        if result.error is None and "record" in result.metrics:
+            record = json.loads(result.metrics["record"])
+            if record["key"] in by_key:
+                store.append(record)  # only the driver writes the store
+        elif progress:
+            print(f"a trial failed: {result.error}")
+
+
+# --------------------------------------------------------------------------------------------
+# Tables
+# --------------------------------------------------------------------------------------------
+_COMPLEXITY_OF_MODE = {"PA": "params", "FA": "macs", "MA": "memory_bytes"}
+
+
+def summarize(records) -> pd.DataFrame:
+    """Mean ± std over seeds, in the shape of the paper's tables.
+
+    One row per (model, dataset, profile, label, method, mode, target): number of seeds, test
+    accuracy mean and std (%), accuracy change against the baseline's mean (points), the model's
+    params / MACs / memory, and the reduction of the mode's own complexity (%).
+    """
+    df = records if isinstance(records, pd.DataFrame) else pd.DataFrame(records)
+    if df.empty:
+        return pd.DataFrame()
+    df = df.copy()
+    df["target"] = df["target"].astype(float)
+    df["accuracy_pct"] = 100 * df["test_accuracy"]
+    keys = ["model", "dataset", "profile", "label", "method", "mode", "target"]
+    grouped = df.groupby(keys, dropna=False, sort=False)
+    table = grouped.agg(seeds=("seed", "nunique"), accuracy_mean=("accuracy_pct", "mean"),
+                        accuracy_std=("accuracy_pct", "std"), params=("params", "mean"),
+                        macs=("macs", "mean"), memory_bytes=("memory_bytes", "mean"),
+                        baseline_params=("baseline_params", "first"),
+                        baseline_macs=("baseline_macs", "first"),
+                        baseline_memory_bytes=("baseline_memory_bytes", "first")).reset_index()
+    table["accuracy_std"] = table["accuracy_std"].fillna(0.0)
+    base = table[table["mode"] == BASELINE].set_index(["model", "dataset", "profile", "label"])
+    change, reduction = [], []
+    for _, row in table.iterrows():
+        idx = (row["model"], row["dataset"], row["profile"], row["label"])
+        change.append(row["accuracy_mean"] - base.loc[idx, "accuracy_mean"] if idx in base.index else np.nan)
+        column = _COMPLEXITY_OF_MODE.get(row["mode"])
+        reduction.append(100 * (1 - row[column] / row["baseline_" + column]) if column else 0.0)
+    table["accuracy_change_pts"] = change
+    table["reduction_pct"] = reduction
+    order = {BASELINE: 0, "PA": 1, "FA": 2, "MA": 3}
+    table = table.sort_values(["model", "dataset", "profile", "target", "method", "mode"],
+                              key=lambda s: s.map(order) if s.name == "mode" else s, na_position="first")
+    columns = ["model", "dataset", "profile", "method", "mode", "target", "seeds", "accuracy_mean",
+               "accuracy_std", "accuracy_change_pts", "reduction_pct", "params", "macs",
+               "memory_bytes", "label"]
+    return table[columns].reset_index(drop=True)
+
+
+def paper_table(path=None) -> pd.DataFrame:
+    """The paper's surviving results (``data/reference/paper_results.csv``), with their source."""
+    from cdp_tutorial.data import repository_file
+
+    return pd.read_csv(path or repository_file("data/reference/paper_results.csv"))
+
+
+def side_by_side(summary: pd.DataFrame, paper: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Our summary rows next to the paper's numbers for the same model and mode, each with its source."""
+    paper = paper_table() if paper is None else paper
+    ours = summary[(summary["mode"] != BASELINE) & (summary["method"] == "cdp")]
+    rows = []
+    for _, r in ours.iterrows():
+        match = paper[(paper["model"] == r["model"]) & (paper["mode"] == r["mode"])]
+        p = match.iloc[0] if len(match) else None
+        rows.append({
+            "model": r["model"], "mode": r["mode"],
+            "ours: data": r["dataset"], "ours: target": r["target"],
+            "ours: reduction %": round(r["reduction_pct"], 2),
+            "ours: accuracy change (pts)": round(r["accuracy_change_pts"], 2),
+            "ours: accuracy %": f"{r['accuracy_mean']:.2f} ± {r['accuracy_std']:.2f} ({r['seeds']} seeds)",
+            "ours: source": r["label"],
+            "paper: data": p["dataset"] if p is not None else None,
+            "paper: reduction %": p["reduction_pct"] if p is not None else None,
+            "paper: accuracy change (pts)": p["accuracy_change_pts"] if p is not None else None,
+            "paper: source": p["source"] if p is not None else None,
+        })
+    return pd.DataFrame(rows)
+
