@@ -274,7 +274,7 @@ def profile(model, bytes_per_element=4) -> ComplexityReport:
     >>> import cdp_tutorial as cdp
     >>> report = cdp.profile(cdp.models.vgg16())
     >>> report.totals.macs  # multiply-accumulates for one 32x32x3 image
-    313463808
+    313725952
     """
     bpe = bytes_per_element_of(bytes_per_element)
     costs = CostModel(analyse(model), bpe)

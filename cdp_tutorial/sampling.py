@@ -97,7 +97,7 @@ def layer_weights(model, mode, coupled: str = "skip") -> pd.Series:
     --------
     >>> from cdp_tutorial.models import vgg16
     >>> w = layer_weights(vgg16(), "flops")
-    >>> round(w.sum(), 6)
+    >>> float(round(w.sum(), 6))
     1.0
     """
     from cdp_tutorial.pruning import PruningProblem  # the problem owns units and their costs

@@ -1,0 +1,108 @@
+"""The functions the notebooks show inline agree with the package.
+
+A notebook that teaches a function writes it out in a code cell whose first line is
+``# inline: <name>``. These tests read that cell from the committed ``.ipynb``, run its source,
+and compare the result with :mod:`cdp_tutorial`. If someone edits the notebook's version (or the
+package's) so that the two drift apart, a test here fails.
+"""
+
+import json
+from pathlib import Path
+
+import keras
+import pytest
+
+import cdp_tutorial as cdp
+
+NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+
+
+def inline_cell(notebook: str, name: str) -> dict:
+    """Execute the ``# inline: <name>`` cell of ``notebooks/<notebook>`` and return its namespace."""
+    cells = json.loads((NOTEBOOKS / notebook).read_text(encoding="utf-8"))["cells"]
+    marker = f"# inline: {name}"
+    sources = ["".join(c["source"]) for c in cells if c["cell_type"] == "code"]
+    found = [s for s in sources if s.lstrip().splitlines()[:1] == [marker]]
+    assert len(found) == 1, f"{notebook}: expected exactly one cell starting with {marker!r}, found {len(found)}"
+    namespace = {"__name__": f"inline_{name}"}
+    exec(compile(found[0], f"{notebook}:{marker}", "exec"), namespace)
+    return namespace
+
+
+# ------------------------------------------------------------------ notebook 01: Eqs. 3, 5, 7
+
+
+@pytest.fixture(scope="module")
+def formulas():
+    return inline_cell("01_complexity_equations.ipynb", "complexity_formulas")
+
+
+@pytest.mark.parametrize("kernel, c_in, c_out, size, stride, bias", [
+    (3, 3, 16, 32, 1, True),      # the notebook's toy first layer
+    (3, 16, 32, 32, 2, False),    # strided, no bias (as in the tutorial's models)
+    (5, 64, 192, 16, 1, True),    # an AlexNet-like 5x5 layer
+    (1, 96, 24, 8, 1, False),     # a pointwise projection
+])
+def test_hand_formulas_match_profile(formulas, kernel, c_in, c_out, size, stride, bias):
+    model = keras.Sequential([
+        keras.Input((size, size, c_in)),
+        keras.layers.Conv2D(c_out, kernel, strides=stride, padding="same", use_bias=bias, name="conv"),
+    ])
+    row = cdp.profile(model).layers.set_index("name").loc["conv"]
+    out = -(-size // stride)  # "same" padding: ceil(size / stride)
+
+    assert formulas["conv_params"](kernel, c_in, c_out, bias=bias) == row["params"]
+    assert formulas["conv_macs"](kernel, c_in, c_out, out, out) == row["macs"]
+    assert formulas["conv_memory"](kernel, c_in, c_out, out, out, bias=bias) == row["memory_bytes"]
+
+
+def test_hand_memory_formula_follows_bytes_per_element(formulas):
+    model = keras.Sequential([keras.Input((8, 8, 4)), keras.layers.Conv2D(6, 3, padding="same", name="conv")])
+    for precision, nbytes in [("fp16", 2), ("int8", 1)]:
+        row = cdp.profile(model, bytes_per_element=precision).layers.set_index("name").loc["conv"]
+        assert formulas["conv_memory"](3, 4, 6, 8, 8, bytes_per_element=nbytes) == row["memory_bytes"]
+
+
+# ------------------------------------------------------------------ notebook 03: Algorithm 1
+
+
+@pytest.fixture(scope="module")
+def algorithm_1():
+    return inline_cell("03_algorithm_1.ipynb", "algorithm_1")["algorithm_1"]
+
+
+@pytest.fixture(scope="module")
+def nets():
+    return {name: cdp.models.build_model(name) for name in ("vgg16", "alexnet", "resnet50")}
+
+
+@pytest.mark.parametrize("model, mode, target, step, seed, coupled", [
+    ("vgg16", "FA", 0.3, 0.1, 0, "skip"),        # the notebook's own example
+    ("vgg16", "PA", 0.1575, 0.1, 0, "skip"),     # the paper's VGG-16 PA reduction
+    ("vgg16", "memory", 0.5, 0.2, 7, "skip"),
+    ("alexnet", "params", 0.6, 0.1, 3, "skip"),
+    ("alexnet", "MA", 0.4, 0.05, 11, "skip"),
+    ("alexnet", "flops", 0.25, 0.3, 1, "skip"),
+    ("resnet50", "FA", 0.5, 0.1, 2, "skip"),
+    ("resnet50", "PA", 0.3, 0.1, 5, "tie"),
+])
+def test_inline_algorithm_1_matches_plan_pruning(algorithm_1, nets, model, mode, target, step, seed, coupled):
+    widths, history = algorithm_1(nets[model], mode, target, step=step, seed=seed, coupled=coupled)
+    plan = cdp.plan_pruning(nets[model], mode, target=target, step=step, seed=seed, coupled=coupled)
+
+    assert widths == plan.widths
+    assert [layer for layer, _, _ in history] == plan.history["layer"].tolist()
+    assert [(before, after) for _, before, after in history] == \
+        list(zip(plan.history["filters_before"], plan.history["filters_after"]))
+
+
+def test_the_comparison_would_catch_a_drift(algorithm_1, nets):
+    """A different step or seed changes the result, so agreement above is not an accident."""
+    plan = cdp.plan_pruning(nets["vgg16"], "FA", target=0.3, step=0.1, seed=0)
+    assert algorithm_1(nets["vgg16"], "FA", 0.3, step=0.1, seed=1)[0] != plan.widths
+    assert algorithm_1(nets["vgg16"], "FA", 0.3, step=0.2, seed=0)[0] != plan.widths
+
+
+def test_inline_cells_are_found_by_their_marker():
+    with pytest.raises(AssertionError, match="expected exactly one cell"):
+        inline_cell("03_algorithm_1.ipynb", "no_such_function")
