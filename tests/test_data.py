@@ -1,0 +1,416 @@
+"""Tests of cdp_tutorial.data: real files, real archives built here, no mocks of our own code.
+
+CIFAR cannot be downloaded on the machines these tests run on, so the CIFAR tests build tiny archives
+in the official format and record their SHA-256 in ``data.ARCHIVES``, as a new mirror would.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import os
+import pickle
+import shutil
+import struct
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cdp_tutorial import data
+from cdp_tutorial.data import ArchiveSpec, ChecksumError, DatasetNotFoundError, load_dataset, make_pipeline
+
+CLOSED_PORT_URL = "http://127.0.0.1:9/{}"  # the discard port: nothing listens, the connection is refused
+
+
+# --------------------------------------------------------------------------- files in official formats
+
+
+def cifar_rows(n: int, seed: int) -> np.ndarray:
+    """``n`` random CIFAR rows: 3072 uint8 values each, channel-major (R plane, G plane, B plane)."""
+    return np.random.default_rng(seed).integers(0, 256, size=(n, 3072), dtype=np.uint8)
+
+
+def write_tar_gz(path: Path, members: dict[str, bytes]) -> Path:
+    with tarfile.open(path, "w:gz") as tar:
+        for name, payload in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(payload)
+            tar.addfile(info, io.BytesIO(payload))
+    return path
+
+
+def cifar10_members(per_batch: int = 2) -> dict[str, bytes]:
+    members = {}
+    for i in range(1, 6):
+        rows = cifar_rows(per_batch, seed=i)
+        labels = [(i + j) % 10 for j in range(per_batch)]
+        members[f"cifar-10-batches-py/data_batch_{i}"] = pickle.dumps({b"data": rows, b"labels": labels})
+    members["cifar-10-batches-py/test_batch"] = pickle.dumps(
+        {b"data": cifar_rows(per_batch, seed=9), b"labels": [3] * per_batch})
+    names = [b"airplane", b"automobile", b"bird", b"cat", b"deer",
+             b"dog", b"frog", b"horse", b"ship", b"truck"]
+    members["cifar-10-batches-py/batches.meta"] = pickle.dumps({b"label_names": names})
+    members["cifar-10-batches-py/readme.html"] = b"<html></html>"
+    return members
+
+
+def publish(monkeypatch, key: str, archive: Path) -> ArchiveSpec:
+    """Record ``archive``'s SHA-256 and size in the checksum table, with an unreachable URL."""
+    spec = ArchiveSpec(
+        url=CLOSED_PORT_URL.format(archive.name),
+        filename=archive.name,
+        sha256=hashlib.sha256(archive.read_bytes()).hexdigest(),
+        size=archive.stat().st_size,
+    )
+    monkeypatch.setitem(data.ARCHIVES, key, spec)
+    return spec
+
+
+class MakesMarkerWhenUnpickled:
+    """Unpickling this object creates a folder: proof that a file was unpickled."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.mkdir, (str(self.marker),)
+
+
+def write_idx(path: Path, array: np.ndarray) -> None:
+    """A gzipped idx file: two zero bytes, type 0x08 (uint8), ndim, big-endian dims, data."""
+    header = struct.pack(">HBB", 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    with gzip.open(path, "wb") as handle:
+        handle.write(header + array.astype(np.uint8).tobytes())
+
+
+# --------------------------------------------------------------------------- CIFAR archives
+
+
+def test_cifar10_archive_is_read_as_nhwc_with_its_labels(tmp_path, monkeypatch):
+    members = cifar10_members(per_batch=2)
+    rows = pickle.loads(members["cifar-10-batches-py/data_batch_1"])[b"data"]
+    rows[0, 1 * 1024 + 5 * 32 + 7] = 201  # green value of row 5, column 7 of the first image
+    members["cifar-10-batches-py/data_batch_1"] = pickle.dumps({b"data": rows, b"labels": [1, 2]})
+    publish(monkeypatch, "cifar10", write_tar_gz(tmp_path / "cifar-10-python.tar.gz", members))
+
+    ds = load_dataset("CIFAR-10", data_dir=tmp_path)
+
+    assert ds.name == "cifar10" and ds.num_classes == 10 and ds.class_names[0] == "airplane"
+    assert ds.x_train.shape == (10, 32, 32, 3) and ds.x_train.dtype == np.uint8
+    assert ds.x_test.shape == (2, 32, 32, 3)
+    assert ds.x_train[0, 5, 7, 1] == 201
+    np.testing.assert_array_equal(ds.x_train[0], rows[0].reshape(3, 32, 32).transpose(1, 2, 0))
+    assert ds.y_train.dtype == np.int64
+    assert ds.y_train.tolist() == [1, 2, 2, 3, 3, 4, 4, 5, 5, 6] and ds.y_test.tolist() == [3, 3]
+
+
+def test_cifar_cache_is_used_once_the_archive_was_converted(tmp_path, monkeypatch):
+    archive = write_tar_gz(tmp_path / "cifar-10-python.tar.gz", cifar10_members())
+    publish(monkeypatch, "cifar10", archive)
+    first = load_dataset("cifar10", data_dir=tmp_path)
+    archive.unlink()  # from now on only the converted cache can answer
+
+    second = load_dataset("cifar10", data_dir=tmp_path)
+
+    assert (tmp_path / "cifar10.npz").is_file()
+    np.testing.assert_array_equal(first.x_train, second.x_train)
+    assert first.class_names == second.class_names
+
+
+def test_cifar100_uses_fine_labels_and_names_from_meta(tmp_path, monkeypatch):
+    fine_names = [f"fine{i}".encode() for i in range(100)]
+    members = {
+        "cifar-100-python/train": pickle.dumps(
+            {b"data": cifar_rows(4, seed=1), b"fine_labels": [99, 0, 42, 7], b"coarse_labels": [1, 2, 3, 4]}),
+        "cifar-100-python/test": pickle.dumps(
+            {b"data": cifar_rows(2, seed=2), b"fine_labels": [5, 6], b"coarse_labels": [0, 0]}),
+        "cifar-100-python/meta": pickle.dumps(
+            {b"fine_label_names": fine_names, b"coarse_label_names": [b"c"] * 20}),
+    }
+    publish(monkeypatch, "cifar100", write_tar_gz(tmp_path / "cifar-100-python.tar.gz", members))
+
+    ds = load_dataset("cifar-100", data_dir=tmp_path)
+
+    assert ds.num_classes == 100 and ds.class_names[99] == "fine99"
+    assert ds.y_train.tolist() == [99, 0, 42, 7] and ds.y_test.tolist() == [5, 6]
+    assert ds.x_train.shape == (4, 32, 32, 3)
+
+
+def test_corrupted_archive_is_refused_before_anything_is_unpickled(tmp_path):
+    marker = tmp_path / "unpickled"
+    members = cifar10_members()
+    members["cifar-10-batches-py/data_batch_1"] = pickle.dumps(MakesMarkerWhenUnpickled(marker))
+    write_tar_gz(tmp_path / "cifar-10-python.tar.gz", members)  # the right name, the wrong bytes
+
+    with pytest.raises(ChecksumError, match="corrupted") as error:
+        load_dataset("cifar10", data_dir=tmp_path)
+
+    assert data.ARCHIVES["cifar10"].sha256 in str(error.value)
+    assert not marker.exists()
+    assert not (tmp_path / "cifar10.npz").exists()
+
+
+def test_the_marker_trap_does_fire_when_an_archive_is_trusted(tmp_path, monkeypatch):
+    # Control for the test above: with its hash on record, the same archive is unpickled.
+    marker = tmp_path / "unpickled"
+    members = cifar10_members()
+    members["cifar-10-batches-py/data_batch_1"] = pickle.dumps(MakesMarkerWhenUnpickled(marker))
+    publish(monkeypatch, "cifar10", write_tar_gz(tmp_path / "cifar-10-python.tar.gz", members))
+
+    with pytest.raises(TypeError):  # os.mkdir returned None where a dict was expected
+        load_dataset("cifar10", data_dir=tmp_path)
+
+    assert marker.exists()
+
+
+def test_truncated_archive_is_refused_and_says_so(tmp_path, monkeypatch):
+    archive = write_tar_gz(tmp_path / "cifar-10-python.tar.gz", cifar10_members(per_batch=20))
+    spec = publish(monkeypatch, "cifar10", archive)
+    archive.write_bytes(archive.read_bytes()[: spec.size // 2])  # an interrupted download
+    actual = hashlib.sha256(archive.read_bytes()).hexdigest()
+
+    with pytest.raises(ChecksumError, match="truncated") as error:
+        load_dataset("cifar10", data_dir=tmp_path)
+
+    assert spec.sha256 in str(error.value) and actual in str(error.value)
+    assert not (tmp_path / "cifar10.npz").exists()
+
+
+def test_offline_error_says_what_to_download_and_where_to_put_it(tmp_path, monkeypatch):
+    spec = ArchiveSpec(url=CLOSED_PORT_URL.format("cifar-10-python.tar.gz"),
+                       filename="cifar-10-python.tar.gz", sha256="ab" * 32, size=1)
+    monkeypatch.setitem(data.ARCHIVES, "cifar10", spec)
+
+    with pytest.raises(DatasetNotFoundError, match="network is unreachable") as error:
+        load_dataset("cifar10", data_dir=tmp_path)
+
+    message = str(error.value)
+    assert spec.filename in message and spec.url in message and spec.sha256 in message
+    assert str(tmp_path / spec.filename) in message
+    assert list(tmp_path.iterdir()) == []  # no partial download left behind
+
+
+def test_archive_members_are_read_never_extracted_and_links_are_not_followed(tmp_path, monkeypatch):
+    members = cifar10_members()
+    del members["cifar-10-batches-py/test_batch"]
+    folder = tmp_path / "data"
+    folder.mkdir()
+    archive = folder / "cifar-10-python.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        for name, payload in {**members, "../escaped": b"x"}.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(payload)
+            tar.addfile(info, io.BytesIO(payload))
+        link = tarfile.TarInfo("cifar-10-batches-py/test_batch")  # the right name, but a link
+        link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
+        tar.addfile(link)
+    publish(monkeypatch, "cifar10", archive)
+
+    with pytest.raises(ValueError, match="lacks the regular files cifar-10-batches-py/test_batch"):
+        load_dataset("cifar10", data_dir=folder)
+
+    assert not (tmp_path / "escaped").exists() and not (folder / "cifar-10-batches-py").exists()
+
+
+# --------------------------------------------------------------------------- Fashion-MNIST
+
+
+def test_fashion_mnist_is_padded_to_32x32_and_replicated_to_3_channels(tmp_path):
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "fashion-mnist"
+    folder.mkdir()
+    images = rng.integers(1, 256, size=(6, 28, 28), dtype=np.uint8)  # no zeros: padding is visible
+    write_idx(folder / "train-images-idx3-ubyte.gz", images)
+    write_idx(folder / "train-labels-idx1-ubyte.gz", np.array([0, 1, 2, 0, 1, 2]))
+    write_idx(folder / "t10k-images-idx3-ubyte.gz", images[:3])
+    write_idx(folder / "t10k-labels-idx1-ubyte.gz", np.array([2, 1, 0]))
+
+    ds = load_dataset("fashion_mnist", data_dir=tmp_path)
+
+    assert ds.x_train.shape == (6, 32, 32, 3) and ds.x_test.shape == (3, 32, 32, 3)
+    np.testing.assert_array_equal(ds.x_train[:, 2:30, 2:30, 0], images)
+    assert (ds.x_train[:, :2] == 0).all() and (ds.x_train[:, 30:] == 0).all()
+    assert (ds.x_train[:, :, :2] == 0).all() and (ds.x_train[:, :, 30:] == 0).all()
+    assert (ds.x_train == ds.x_train[..., :1]).all()  # three equal channels
+    assert ds.y_train.tolist() == [0, 1, 2, 0, 1, 2] and ds.class_names[9] == "Ankle boot"
+    assert "not CIFAR" in ds.description
+
+
+def test_missing_fashion_mnist_names_every_place_looked(tmp_path, monkeypatch):
+    monkeypatch.setattr(data, "DEBIAN_FASHION_MNIST_DIR", tmp_path / "no-debian")
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "no-keras"))
+
+    with pytest.raises(DatasetNotFoundError, match="apt-get install dataset-fashion-mnist") as error:
+        load_dataset("fashion_mnist", data_dir=tmp_path)
+
+    for place in (tmp_path / "fashion-mnist", tmp_path / "no-keras", tmp_path / "no-debian"):
+        assert str(place) in str(error.value)
+
+
+# --------------------------------------------------------------------------- the committed fixture
+
+
+def test_fixture_is_a_balanced_fashion_mnist_subset():
+    ds = load_dataset("fixture")
+
+    assert ds.x_train.shape == (2000, 32, 32, 3) and ds.x_test.shape == (500, 32, 32, 3)
+    assert ds.x_train.dtype == np.uint8 and ds.y_train.dtype == np.int64
+    assert np.bincount(ds.y_train).tolist() == [200] * 10
+    assert np.bincount(ds.y_test).tolist() == [50] * 10
+    assert (ds.x_train[:, :2] == 0).all() and (ds.x_train[..., 0] == ds.x_train[..., 2]).all()
+    assert "Fashion-MNIST" in ds.description and "not CIFAR" in ds.description
+    assert len(ds.mean) == 3 and 0 < ds.mean[0] < 1 and 0 < ds.std[0] < 1
+
+
+def test_fixture_checksum_is_enforced(tmp_path):
+    original = Path(data.__file__).resolve().parents[1] / "data" / "fixture" / data.FIXTURE_FILENAME
+    copy = tmp_path / "fixture" / data.FIXTURE_FILENAME
+    copy.parent.mkdir()
+    shutil.copyfile(original, copy)
+    assert load_dataset("fixture", data_dir=tmp_path).x_train.shape == (2000, 32, 32, 3)
+
+    payload = bytearray(copy.read_bytes())
+    payload[len(payload) // 2] ^= 0xFF
+    copy.write_bytes(bytes(payload))
+
+    with pytest.raises(ChecksumError, match="modified") as error:
+        load_dataset("fixture", data_dir=tmp_path)
+    assert data.FIXTURE_SHA256 in str(error.value)
+
+
+# --------------------------------------------------------------------------- names, sizes, subsets
+
+
+def test_stratified_subset_is_balanced_and_seeded():
+    a = load_dataset("fixture", train_size=300, test_size=40, seed=1)
+    b = load_dataset("fixture", train_size=300, test_size=40, seed=1)
+    c = load_dataset("fixture", train_size=300, test_size=40, seed=2)
+
+    assert np.bincount(a.y_train).tolist() == [30] * 10 and np.bincount(a.y_test).tolist() == [4] * 10
+    np.testing.assert_array_equal(a.x_train, b.x_train)
+    assert not np.array_equal(a.x_train, c.x_train)
+    assert "subset" in a.description
+
+
+def test_uneven_subset_sizes_differ_by_at_most_one_per_class():
+    labels = np.repeat(np.arange(10), 20)
+    counts = np.bincount(labels[data.stratified_indices(labels, 37, seed=0)], minlength=10)
+    assert counts.sum() == 37 and counts.max() - counts.min() <= 1
+
+
+@pytest.mark.parametrize("name", ["imagenet", "cifar", ""])
+def test_unknown_dataset_name_lists_the_allowed_ones(name):
+    with pytest.raises(ValueError, match="cifar10, cifar100, fashion_mnist, fixture"):
+        load_dataset(name)
+
+
+@pytest.mark.parametrize("sizes", [{"train_size": 0}, {"test_size": -5}, {"train_size": 2001},
+                                   {"test_size": 501}, {"train_size": 1.5}, {"train_size": True}])
+def test_bad_subset_sizes_are_refused(sizes):
+    with pytest.raises(ValueError, match="_size"):
+        load_dataset("fixture", **sizes)
+
+
+def test_data_dir_follows_the_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("CDP_DATA_DIR", str(tmp_path / "mine"))
+    assert data.data_dir() == tmp_path / "mine"
+    monkeypatch.delenv("CDP_DATA_DIR")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert data.data_dir() == tmp_path / "xdg" / "cdp_tutorial"
+
+
+# --------------------------------------------------------------------------- tf.data pipelines
+
+
+@pytest.fixture(scope="module")
+def small():
+    return load_dataset("fixture", train_size=200, test_size=50, seed=0)
+
+
+def labels_of(pipeline) -> np.ndarray:
+    return np.concatenate([y.numpy() for _, y in pipeline])
+
+
+def test_pipeline_yields_normalised_float32_batches(small):
+    batches = list(make_pipeline(small, "train", batch_size=64))
+
+    assert [x.shape[0] for x, _ in batches] == [64, 64, 64, 8]
+    assert batches[0][0].shape[1:] == (32, 32, 3)
+    assert batches[0][0].dtype.name == "float32" and batches[0][1].dtype.name == "int64"
+    images = np.concatenate([x.numpy() for x, _ in batches])
+    np.testing.assert_allclose(images.mean(axis=(0, 1, 2)), 0.0, atol=1e-4)
+    np.testing.assert_allclose(images.std(axis=(0, 1, 2)), 1.0, atol=1e-3)
+
+
+def test_test_split_keeps_its_order(small):
+    np.testing.assert_array_equal(labels_of(make_pipeline(small, "test", batch_size=32)), small.y_test)
+
+
+def test_shuffle_is_seeded_and_new_every_epoch(small):
+    pipeline = make_pipeline(small, "train", batch_size=50, seed=7)
+    epoch1, epoch2 = labels_of(pipeline), labels_of(pipeline)
+    again = make_pipeline(small, "train", batch_size=50, seed=7)
+
+    np.testing.assert_array_equal(epoch1, labels_of(again))
+    np.testing.assert_array_equal(epoch2, labels_of(again))
+    assert not np.array_equal(epoch1, epoch2)
+    assert sorted(epoch1.tolist()) == sorted(small.y_train.tolist())
+
+
+def test_augmentation_changes_images_keeps_shapes_and_is_seeded(small):
+    plain = make_pipeline(small, "train", batch_size=200, shuffle=False)
+    augmented = make_pipeline(small, "train", batch_size=200, shuffle=False, augment=True, seed=3)
+    x_plain = next(iter(plain))[0].numpy()
+    x_aug1 = next(iter(augmented))[0].numpy()
+    x_aug2 = next(iter(augmented))[0].numpy()  # a second epoch draws new crops and flips
+    x_again = next(iter(make_pipeline(small, "train", batch_size=200, shuffle=False, augment=True,
+                                      seed=3)))[0].numpy()
+
+    assert x_aug1.shape == x_plain.shape == (200, 32, 32, 3)
+    changed = np.abs(x_aug1 - x_plain).reshape(200, -1).max(axis=1) > 1e-6
+    assert 0.8 < changed.mean() <= 1.0  # a few images draw no shift and no flip
+    np.testing.assert_array_equal(x_aug1, x_again)
+    assert not np.array_equal(x_aug1, x_aug2)
+
+
+def test_pipeline_refuses_bad_arguments(small):
+    with pytest.raises(ValueError, match="split"):
+        make_pipeline(small, "validation", batch_size=8)
+    with pytest.raises(ValueError, match="batch_size"):
+        make_pipeline(small, "train", batch_size=0)
+    with pytest.raises(ValueError, match="train"):
+        make_pipeline(small, "test", batch_size=8, augment=True)
+
+
+# --------------------------------------------------------------------------- repository files
+
+
+def test_repository_file_prefers_the_checkout():
+    from cdp_tutorial.data import repository_file
+
+    path = repository_file("data/reference/paper_results.csv")
+    assert path.is_file() and path.parts[-3:] == ("data", "reference", "paper_results.csv")
+
+
+def test_repository_file_uses_the_download_cache_outside_a_checkout(tmp_path, monkeypatch):
+    from cdp_tutorial import data
+
+    monkeypatch.setattr(data, "_REPO_ROOT", tmp_path / "site-packages")  # as after `pip install git+...`
+    monkeypatch.setenv("CDP_DATA_DIR", str(tmp_path / "cache"))
+    cached = tmp_path / "cache" / "repository" / "data" / "reference" / "x.csv"
+    cached.parent.mkdir(parents=True)
+    cached.write_text("a,b\n")
+    assert data.repository_file("data/reference/x.csv") == cached
+
+
+def test_repository_file_that_cannot_be_fetched_says_where_to_get_it(tmp_path, monkeypatch):
+    from cdp_tutorial import data
+
+    monkeypatch.setattr(data, "_REPO_ROOT", tmp_path / "site-packages")
+    monkeypatch.setenv("CDP_DATA_DIR", str(tmp_path / "cache"))
+    with pytest.raises(data.DatasetNotFoundError, match="raw.githubusercontent.com/.*/data/no-such-file.csv"):
+        data.repository_file("data/no-such-file.csv")
+    assert not (tmp_path / "cache" / "repository" / "data" / "no-such-file.csv").exists()

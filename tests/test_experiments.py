@@ -1,0 +1,131 @@
+"""Sweeps and the command line, end to end on the fixture in the quick profile."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from cdp_tutorial import cli
+from cdp_tutorial.experiments import (ResultsStore, make_specs, paper_table, protocol_label,
+                                      side_by_side, summarize)
+
+TINY = ["--epochs", "1", "--train-size", "200", "--test-size", "100"]
+
+
+def test_specs_cover_baseline_and_every_mode_per_seed():
+    specs = make_specs("vgg16", ["PA", "flops", "ma"], [0.3], [0, 1], profile="quick")
+    assert [(s.mode, s.seed) for s in specs] == [
+        ("baseline", 0), ("PA", 0), ("FA", 0), ("MA", 0), ("baseline", 1), ("PA", 1), ("FA", 1), ("MA", 1)]
+    assert len({s.key for s in specs}) == 8
+    assert all(s.dataset == "fixture" and s.profile == "quick" and s.epochs == 3 for s in specs)
+    uniform = make_specs("alexnet", ["PA"], [0.5], [0], profile="quick", baseline=False, uniform=True)
+    assert [s.method for s in uniform] == ["cdp", "uniform"]
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(models="lenet"), "unknown model 'lenet'"),
+    (dict(models="vgg16", modes=["speed"]), "unknown mode"),
+    (dict(models="vgg16", targets=[1.2]), "strictly between 0 and 1"),
+    (dict(models="vgg16", profile="huge"), "unknown profile"),
+    (dict(models="vgg16", seeds=[], baseline=True), "the sweep is empty"),
+])
+def test_bad_sweeps_are_refused(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        make_specs(**kwargs)
+
+
+def test_labels_say_whether_a_result_follows_the_paper():
+    paper = make_specs("vgg16", ["PA"], [0.3], [0], profile="paper", baseline=False)[0]
+    assert protocol_label(paper).startswith("paper protocol")
+    shortened = make_specs("vgg16", ["PA"], [0.3], [0], profile="paper", epochs=10, baseline=False)[0]
+    assert "not the paper's protocol" in protocol_label(shortened)
+    quick = make_specs("vgg16", ["PA"], [0.3], [0], profile="quick", baseline=False)[0]
+    assert protocol_label(quick).startswith("quick profile (fixture")
+
+
+def test_sweep_end_to_end_then_rerun_skips(tmp_path, capsys):
+    out = tmp_path / "results"
+    argv = ["sweep", "--model", "vgg16", "--modes", "PA", "FA", "MA", "--targets", "0.5",
+            "--seeds", "0", "1", "--profile", "quick", *TINY, "--out", str(out)]
+    assert cli.main(argv) == 0
+    store = ResultsStore(out)
+    records = store.records()
+    assert len(records) == 8 and {r["mode"] for r in records} == {"baseline", "PA", "FA", "MA"}
+    for r in records:
+        assert 0 <= r["test_accuracy"] <= 1 and r["epochs_trained"] == 1
+        assert "not the paper's protocol" in r["label"] and "Fashion-MNIST" in r["dataset_description"]
+        if r["mode"] != "baseline":
+            own = {"PA": "params", "FA": "macs", "MA": "memory_bytes"}[r["mode"]]
+            assert r[own] <= 0.5 * r["baseline_" + own]
+    assert sorted(p.name for p in out.iterdir()) == ["results.jsonl", "runs"]  # no temporary files
+    table = summarize(store.frame())
+    assert list(table["mode"]) == ["baseline", "PA", "FA", "MA"] and (table.seeds == 2).all()
+    assert table.loc[table["mode"] == "baseline", "accuracy_change_pts"].item() == 0
+    printed = capsys.readouterr().out
+    assert "± " in printed and "not the paper's protocol" in printed
+
+    before = store.path.read_bytes()
+    assert cli.main(argv) == 0
+    assert "8 of 8 runs already finished" in capsys.readouterr().out
+    assert store.path.read_bytes() == before  # nothing retrained, nothing rewritten
+
+    assert cli.main(["summary", "--out", str(out), "--paper"]) == 0
+    assert "arXiv:2208.12816" in capsys.readouterr().out
+
+
+def test_store_only_ever_adds(tmp_path):
+    store = ResultsStore(tmp_path)
+    store.append({"key": "a", "value": 1})
+    store.append({"key": "b", "value": 2})
+    assert [r["key"] for r in store.records()] == ["a", "b"]
+    assert store.finished() == {"a", "b"}
+    assert [p.name for p in tmp_path.iterdir()] == ["results.jsonl"]
+
+
+def test_train_command_records_one_run(tmp_path, capsys):
+    out = tmp_path / "r"
+    code = cli.main(["train", "--model", "alexnet", "--mode", "FA", "--target", "0.4", "--profile",
+                     "quick", *TINY, "--out", str(out)])
+    assert code == 0
+    (record,) = ResultsStore(out).records()
+    assert record["mode"] == "FA" and record["macs"] <= 0.4 * record["baseline_macs"]
+
+
+def test_side_by_side_puts_the_papers_numbers_next_to_ours():
+    ours = summarize([
+        dict(key="b", model="vgg16", dataset="fixture", profile="quick", label="quick", method="cdp",
+             mode="baseline", target=None, seed=0, test_accuracy=0.8, params=100, macs=100,
+             memory_bytes=100, baseline_params=100, baseline_macs=100, baseline_memory_bytes=100),
+        dict(key="p", model="vgg16", dataset="fixture", profile="quick", label="quick", method="cdp",
+             mode="PA", target=0.3, seed=0, test_accuracy=0.75, params=30, macs=60, memory_bytes=50,
+             baseline_params=100, baseline_macs=100, baseline_memory_bytes=100),
+    ])
+    row = side_by_side(ours).iloc[0]
+    assert row["ours: reduction %"] == 70.0 and row["ours: accuracy change (pts)"] == -5.0
+    assert row["paper: reduction %"] == 84.25 and row["paper: accuracy change (pts)"] == 1.76
+    assert "2208.12816" in row["paper: source"]
+    assert len(paper_table()) == 12
+
+
+def test_command_line_profile_and_plan(tmp_path):
+    run = lambda *a: subprocess.run([sys.executable, "-m", "cdp_tutorial", *a],  # noqa: E731
+                                    capture_output=True, text=True)
+    profiled = run("profile", "--model", "vgg16")
+    assert profiled.returncode == 0 and "MACs 313,725,952" in profiled.stdout
+    plan_path = tmp_path / "plan.json"
+    planned = run("plan", "--model", "vgg16", "--mode", "FA", "--target", "0.3", "--seed", "0",
+                  "--out", str(plan_path))
+    assert planned.returncode == 0 and json.loads(plan_path.read_text())["mode"] == "flops"
+    again = run("plan", "--model", "vgg16", "--mode", "FA", "--target", "0.3", "--out", str(plan_path))
+    assert again.returncode == 2 and "overwrite" in again.stderr
+    bad = run("plan", "--model", "vgg16", "--mode", "FA", "--target", "1.5")
+    assert bad.returncode == 2 and "strictly between 0 and 1" in bad.stderr
+
+
+def test_ray_backend_runs_one_trial_per_run(tmp_path):
+    pytest.importorskip("ray.tune")
+    out = tmp_path / "ray"
+    assert cli.main(["sweep", "--model", "alexnet", "--modes", "PA", "--targets", "0.5", "--seeds", "0",
+                     "--profile", "quick", *TINY, "--backend", "ray", "--out", str(out)]) == 0
+    assert len(ResultsStore(out).records()) == 2
