@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 import pandas as pd
 
@@ -86,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("summary", help="mean ± std over seeds of the runs in --out")
     p.add_argument("--out", required=True)
     p.add_argument("--paper", action="store_true", help="show the paper's numbers side by side")
+    p.add_argument("--csv", default=None, help="also write the summary table here (refuses to overwrite)")
     return parser
 
 
@@ -168,6 +170,12 @@ def _summary(args) -> int:
         raise FileNotFoundError(f"no results in {args.out} (expected {store.path})")
     table = summarize(store.frame())
     _print_summary(store.frame())
+    if args.csv:
+        if Path(args.csv).exists():
+            raise FileExistsError(f"{args.csv} exists; choose another name or delete it first")
+        Path(args.csv).parent.mkdir(parents=True, exist_ok=True)
+        table.to_csv(args.csv, index=False)
+        print(f"summary written to {args.csv}")
     if args.paper:
         with pd.option_context("display.width", 200, "display.max_columns", 20):
             print(side_by_side(table).to_string(index=False))

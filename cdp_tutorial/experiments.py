@@ -349,7 +349,7 @@ def summarize(records) -> pd.DataFrame:
     table["accuracy_change_pts"] = change
     table["reduction_pct"] = reduction
     order = {BASELINE: 0, "PA": 1, "FA": 2, "MA": 3}
-    table = table.sort_values(["model", "dataset", "profile", "target", "method", "mode"],
+    table = table.sort_values(["model", "dataset", "profile", "mode", "target", "method"],
                               key=lambda s: s.map(order) if s.name == "mode" else s, na_position="first")
     columns = ["model", "dataset", "profile", "method", "mode", "target", "seeds", "accuracy_mean",
                "accuracy_std", "accuracy_change_pts", "reduction_pct", "params", "macs",

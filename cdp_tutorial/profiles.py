@@ -5,7 +5,7 @@ Three profiles, from a few minutes on a laptop CPU to the paper's full protocol:
 ==========  ===============================  ======================================================
 profile     data                             training
 ==========  ===============================  ======================================================
-quick       the committed fixture             a few epochs, one seed: CI, Binder, a first read
+quick       the committed fixture             3 epochs, modern recipe, one seed: CI, Binder, a first read
             (Fashion-MNIST subset, 32x32x3)
 standard    CIFAR-10, full                   30 epochs, modern recipe, one seed: a GPU, tens of minutes
 paper       CIFAR-10, full                   150 epochs, RMSprop 1e-3, batch 128, 5 seeds (the paper)
@@ -73,9 +73,11 @@ PROFILES: dict[str, Profile] = {
         test_size=None,
         epochs=3,
         batch_size=64,
-        recipe="paper",
+        # the modern recipe's cosine schedule ends each short run at a settled accuracy; with the
+        # paper's constant RMSprop rate, 3 epochs end wherever the last noisy step left them
+        recipe="modern",
         seeds=(0,),
-        label="quick profile: Fashion-MNIST fixture, 3 epochs, 1 seed (not the paper's protocol)",
+        label="quick profile: Fashion-MNIST fixture, 3 epochs, modern recipe, 1 seed (not the paper's protocol)",
     ),
     "standard": Profile(
         name="standard",
