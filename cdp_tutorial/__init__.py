@@ -10,7 +10,9 @@ The package mirrors the paper, one idea per module:
 ``graph``                  which channels are coupled (residual ``Add``, depthwise, concat)
 ``models``                 CIFAR VGG-16, AlexNet, ResNet-50, MobileNetV2 with per-layer widths
 ``data``, ``training``     CIFAR / Fashion-MNIST loading and the training recipes
+``experiments``, ``cli``   sweeps of modes x budgets x seeds, results store, tables; ``cdp-tutorial``
 ``profiles``               quick / standard / paper run profiles
+``notebook``               notebook plumbing: links, the Setup cell
 =========================  ===============================================================
 
 Importing the package loads TensorFlow (through Keras) but downloads and trains nothing.

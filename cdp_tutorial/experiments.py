@@ -32,7 +32,6 @@ from cdp_tutorial.sampling import ABBREVIATIONS, normalize_mode
 RESULTS_FILE = "results.jsonl"
 RUNS_DIR = "runs"
 BASELINE = "baseline"
-METHODS = ("cdp", "uniform")
 
 PAPER_STEP = 0.1  # p in Algorithm 1; the paper's value is lost in our copy, 10 % is our choice
 

@@ -187,7 +187,8 @@ class PruningPlan:
     def summary(self) -> str:
         label = ABBREVIATIONS[self.mode] if self.method == "cdp" else "uniform"
         red = self.reduction
-        return (f"{self.model_name} {label} ({self.mode}) plan: {self.mode} {self.final.of(self.mode):,} "
+        unit = {"params": "parameters", "flops": "MACs", "memory": "bytes"}[self.mode]
+        return (f"{self.model_name} {label} ({self.mode}) plan: {self.final.of(self.mode):,} {unit} "
                 f"<= budget {self.budget:,.0f}; removed params {red['params']:.1%}, "
                 f"MACs {red['flops']:.1%}, memory {red['memory']:.1%} "
                 f"in {len(self.history)} iterations")
