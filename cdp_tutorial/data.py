@@ -55,6 +55,7 @@ __all__ = [
     "channel_mean_std",
     "data_dir",
     "load_dataset",
+    "make_epochs",
     "make_pipeline",
     "read_idx",
     "repository_file",
@@ -354,6 +355,60 @@ def make_pipeline(dataset: Dataset, split: str, *, batch_size: int, augment: boo
     if augment:
         pipeline = _augment(pipeline, black=offset, seed=seed)
     return pipeline.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def make_epochs(dataset: Dataset, *, batch_size: int, seeds, augment: bool = False) -> tf.data.Dataset:
+    """Training batches of several epochs in a row; epoch ``i`` is shuffled (and augmented) by ``seeds[i]``.
+
+    What training uses, so that a resumed run can start at any epoch: epoch ``i``'s order and
+    augmentation depend only on ``seeds[i]`` (stateless random ops: not on TensorFlow's global seed,
+    not on the epochs before it). All epochs share one copy of the images and are chained inside
+    tf.data, so no Python runs per batch.
+
+    Parameters
+    ----------
+    dataset : Dataset
+    batch_size : int
+    seeds : sequence of int
+        One seed per epoch.
+    augment : bool, default False
+        Random crop + flip, as in :func:`make_pipeline`.
+
+    Returns
+    -------
+    tf.data.Dataset
+        ``len(seeds)`` epochs of normalised ``(images, labels)`` batches.
+
+    Examples
+    --------
+    >>> ds = load_dataset("fixture", train_size=100, test_size=50)
+    >>> sum(int(y.shape[0]) for _, y in make_epochs(ds, batch_size=64, seeds=[1, 2]))
+    200
+    """
+    batch_size = _check_positive_int(batch_size, "batch_size")
+    seeds = [int(s) for s in seeds]
+    if not seeds:
+        raise ValueError("seeds must hold one seed per epoch (at least one)")
+    scale, offset = _normalisation(dataset)
+    images = tf.constant(dataset.x_train)  # uint8: one copy, shared by every epoch
+    labels = tf.constant(dataset.y_train.astype(np.int64))
+    count = len(dataset.y_train)
+
+    def one_epoch(seed):
+        order = tf.random.experimental.stateless_shuffle(
+            tf.range(count, dtype=tf.int64), seed=tf.stack([seed, tf.constant(0, tf.int64)]))
+        epoch = tf.data.Dataset.from_tensor_slices(order)
+
+        def load(index):
+            image = tf.cast(tf.gather(images, index), tf.float32) * scale + offset
+            if augment:  # per-image seed (epoch seed, position): repeatable, new every epoch
+                image = _crop_and_flip(image, tf.stack([seed, index + 1]), black=offset)
+            return image, tf.gather(labels, index)
+
+        return epoch.map(load, num_parallel_calls=tf.data.AUTOTUNE).batch(batch_size)
+
+    epochs = tf.data.Dataset.from_tensor_slices(tf.constant(seeds, tf.int64))
+    return epochs.flat_map(one_epoch).prefetch(tf.data.AUTOTUNE)
 
 
 def stratified_indices(labels, size: int, seed: int = 0) -> np.ndarray:
@@ -840,11 +895,15 @@ def _augment(pipeline: tf.data.Dataset, *, black: tf.Tensor, seed: int) -> tf.da
 
     def crop_and_flip(element, image_seed):
         image, label = element
-        crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(image_seed, num=2))
-        # Pad with black (0 before normalisation is ``black`` after it), as torchvision's RandomCrop does.
-        padded = tf.pad(image - black, [[4, 4], [4, 4], [0, 0]]) + black
-        image = tf.image.stateless_random_crop(padded, tf.shape(image), seed=crop_seed)
-        image = tf.image.stateless_random_flip_left_right(image, seed=flip_seed)
-        return image, label
+        return _crop_and_flip(image, image_seed, black=black), label
 
     return tf.data.Dataset.zip((pipeline, seeds)).map(crop_and_flip, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def _crop_and_flip(image: tf.Tensor, image_seed: tf.Tensor, *, black: tf.Tensor) -> tf.Tensor:
+    """Pad 4 pixels with black, crop back to size at a random place, maybe flip: all seeded by ``image_seed``."""
+    crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(image_seed, num=2))
+    # Pad with black (0 before normalisation is ``black`` after it), as torchvision's RandomCrop does.
+    padded = tf.pad(image - black, [[4, 4], [4, 4], [0, 0]]) + black
+    image = tf.image.stateless_random_crop(padded, tf.shape(image), seed=crop_seed)
+    return tf.image.stateless_random_flip_left_right(image, seed=flip_seed)

@@ -61,7 +61,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from cdp_tutorial.data import Dataset, make_pipeline
+from cdp_tutorial.data import Dataset, make_epochs, make_pipeline
 
 __all__ = ["RECIPES", "Recipe", "TrainResult", "epoch_seed", "get_recipe", "train"]
 
@@ -479,18 +479,12 @@ def epoch_seed(seed: int, epoch: int) -> int:
 def _training_stream(data, recipe, batch_size, seed, *, first_epoch, last_epoch) -> tf.data.Dataset:
     """Batches of epochs ``first_epoch .. last_epoch - 1``, one after another, as one dataset.
 
-    Each epoch is a fresh :func:`make_pipeline` seeded with :func:`epoch_seed`, so epoch ``e`` is the
-    same batches whether training started at epoch 0 or resumed at ``e``. (A single pipeline that
+    Epoch ``e`` is shuffled (and augmented) with :func:`epoch_seed` ``(seed, e)``, so it is the same
+    batches whether training started at epoch 0 or resumed at ``e``. (A single pipeline that
     reshuffles every epoch could not be fast-forwarded to epoch ``e`` on resume.)
     """
-    def batches():
-        for epoch in range(first_epoch, last_epoch):
-            yield from make_pipeline(data, "train", batch_size=batch_size, augment=recipe.augment,
-                                     shuffle=True, seed=epoch_seed(seed, epoch), cache=False)
-
-    one_image = dataclasses.replace(data, x_train=data.x_train[:1], y_train=data.y_train[:1])
-    spec = make_pipeline(one_image, "train", batch_size=batch_size, cache=False).element_spec
-    return tf.data.Dataset.from_generator(batches, output_signature=spec).prefetch(2)
+    seeds = [epoch_seed(seed, epoch) for epoch in range(first_epoch, last_epoch)]
+    return make_epochs(data, batch_size=batch_size, seeds=seeds, augment=recipe.augment)
 
 
 @contextmanager

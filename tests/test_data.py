@@ -17,6 +17,7 @@ import tarfile
 from pathlib import Path
 
 import numpy as np
+import tensorflow as tf
 import pytest
 
 from cdp_tutorial import data
@@ -414,3 +415,36 @@ def test_repository_file_that_cannot_be_fetched_says_where_to_get_it(tmp_path, m
     with pytest.raises(data.DatasetNotFoundError, match="raw.githubusercontent.com/.*/data/no-such-file.csv"):
         data.repository_file("data/no-such-file.csv")
     assert not (tmp_path / "cache" / "repository" / "data" / "no-such-file.csv").exists()
+
+
+# --------------------------------------------------------------------------- make_epochs (training's stream)
+
+
+def _epochs(ds, seeds, augment):
+    from cdp_tutorial.data import make_epochs
+
+    batches = list(make_epochs(ds, batch_size=32, seeds=seeds, augment=augment))
+    return np.concatenate([x.numpy() for x, _ in batches]), np.concatenate([y.numpy() for _, y in batches])
+
+
+@pytest.mark.parametrize("augment", [False, True])
+def test_an_epoch_depends_only_on_its_own_seed(augment):
+    """What resuming relies on: epoch e is the same whether the stream starts at epoch 0 or at e."""
+    ds = load_dataset("fixture", train_size=100, test_size=50)
+    x_two, y_two = _epochs(ds, [5, 9], augment)
+    tf.random.set_seed(123)  # TensorFlow's global seed plays no part
+    x_second, y_second = _epochs(ds, [9], augment)
+    np.testing.assert_array_equal(x_two[100:], x_second)
+    np.testing.assert_array_equal(y_two[100:], y_second)
+    assert sorted(y_second.tolist()) == sorted(ds.y_train.tolist())  # a permutation of the split
+    assert not np.array_equal(y_two[:100], y_two[100:])  # another seed, another order
+
+
+def test_make_epochs_augments_only_when_asked():
+    ds = load_dataset("fixture", train_size=100, test_size=50)
+    plain, labels = _epochs(ds, [3], False)
+    augmented, same_labels = _epochs(ds, [3], True)
+    np.testing.assert_array_equal(labels, same_labels)
+    assert plain.shape == augmented.shape and not np.allclose(plain, augmented)
+    with pytest.raises(ValueError, match="one seed per epoch"):
+        _epochs(ds, [], False)
