@@ -3,8 +3,9 @@
 ``keras.applications`` cannot take per-layer widths and uses ImageNet stems that shrink a 32x32 image
 to 1x1, so the tutorial builds its own CIFAR variants. Every builder takes the same arguments:
 
-- ``widths``: ``{conv layer name: filters}``; a pruning plan is exactly such a mapping, so building
-  the pruned network is ``builder(widths=plan)``.
+- ``widths``: ``{conv layer name: filters}``; a pruning plan's ``.widths`` is exactly such a mapping,
+  so ``builder(widths=plan.widths)`` builds the pruned network too (``cdp_tutorial.apply_plan`` does
+  the same for any model, by cloning it).
 - ``width_multiplier``: scales every conv width to ``max(1, round(w * m))``, the *uniform width
   scaling* baseline that complexity-driven pruning is compared against.
 

@@ -117,3 +117,13 @@ def test_user_model_keep_weights_runs(user_model):
     small = cdp.apply_plan(user_model, plan, keep_weights=True)
     assert small(np.ones((2, 16, 16, 3), "float32")).shape == (2, 5)
     assert small.get_layer("concat").output.shape[-1] == plan.widths["sep_left"] + plan.widths["right"]
+
+
+@pytest.mark.parametrize("name", ["vgg16", "alexnet", "resnet50", "mobilenetv2"])
+def test_builder_with_plan_widths_matches_apply_plan(cifar_models, name):
+    """Two roads to the pruned model, one architecture: the builder given plan.widths, and apply_plan."""
+    plan = cdp.plan_pruning(cifar_models[name], "MA", target=0.4, seed=3)
+    built = cdp.models.build_model(name, widths=plan.widths)
+    assert cdp.profile(built).totals == plan.final
+    assert [(l.name, l.output.shape) for l in built.layers] == \
+        [(l.name, l.output.shape) for l in cdp.apply_plan(cifar_models[name], plan).layers]
