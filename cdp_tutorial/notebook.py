@@ -95,7 +95,7 @@ def environment_report():
 
     rows = [("python", platform.python_version())]
     rows += [(p, _version(p)) for p in ("tensorflow", "tensorflow-cpu", "keras", "numpy", "pandas",
-                                        "matplotlib", "seaborn", "ipywidgets", "ai-edge-litert",
+                                        "matplotlib", "seaborn", "ipywidgets",
                                         "cdp-tutorial")]
     rows.append(("GPUs", str(len(tf.config.list_physical_devices("GPU")))))
     return pd.DataFrame(rows, columns=["component", "version"]).set_index("component")
