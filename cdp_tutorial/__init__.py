@@ -13,6 +13,7 @@ The package mirrors the paper, one idea per module:
 ``experiments``, ``cli``   sweeps of modes x budgets x seeds, results store, tables; ``cdp-tutorial``
 ``profiles``               quick / standard / paper run profiles
 ``notebook``               notebook plumbing: links, the Setup cell
+``files``                  atomic writes (nothing is ever half-written)
 =========================  ===============================================================
 
 Importing the package loads TensorFlow (through Keras) but downloads and trains nothing.

@@ -34,7 +34,6 @@ import os
 import pickle
 import struct
 import tarfile
-import tempfile
 import urllib.error
 import urllib.request
 import zlib
@@ -43,6 +42,8 @@ from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
+
+from cdp_tutorial.files import write_atomically
 
 __all__ = [
     "ARCHIVES",
@@ -608,23 +609,6 @@ def _gzip_ends_early(path: Path) -> bool:
     return False
 
 
-def _atomic_write(target: Path, write) -> None:
-    """Call ``write(file)`` on a temporary file beside ``target``, then rename it into place.
-
-    A crash or Ctrl-C leaves either the old file or none, never half a file.
-    """
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle = tempfile.NamedTemporaryFile(dir=target.parent, prefix=f".{target.name}.", suffix=".part",
-                                         delete=False)
-    try:
-        with handle:
-            write(handle)
-        os.replace(handle.name, target)
-    finally:
-        if os.path.exists(handle.name):
-            os.unlink(handle.name)
-
-
 # --------------------------------------------------------------------------- CIFAR
 
 
@@ -640,7 +624,7 @@ def _load_cifar(key: str, root: Path) -> dict:
         _download(spec, archive)
     _verify_archive(archive, spec)  # before anything is unpickled
     arrays = _read_cifar_archive(archive, key)
-    _atomic_write(cache, lambda f: np.savez(f, source_sha256=np.array(spec.sha256), **arrays))
+    write_atomically(cache, lambda tmp: np.savez(tmp, source_sha256=np.array(spec.sha256), **arrays))
     return arrays
 
 
@@ -706,19 +690,18 @@ def _download(spec: ArchiveSpec, target: Path) -> None:
     """Download ``spec.url`` to ``target`` with a progress bar, verified before it lands there."""
     from tqdm.auto import tqdm  # imported here: only a download needs it
 
-    def fetch(handle):
-        with urllib.request.urlopen(spec.url, timeout=60) as response:
+    def fetch(tmp):
+        with urllib.request.urlopen(spec.url, timeout=60) as response, open(tmp, "wb") as handle:
             total = int(response.headers.get("Content-Length") or 0) or None
             with tqdm(total=total, unit="B", unit_scale=True, desc=spec.filename) as bar:
                 for chunk in iter(lambda: response.read(1 << 20), b""):
                     handle.write(chunk)
                     bar.update(len(chunk))
-        handle.flush()
         # A bad download never reaches ``target``.
-        _verify_archive(Path(handle.name), spec, what=f"The download from {spec.url}")
+        _verify_archive(tmp, spec, what=f"The download from {spec.url}")
 
     try:
-        _atomic_write(target, fetch)
+        write_atomically(target, fetch)
     except OSError as err:  # URLError, refused connection, timeout, DNS failure ...
         if isinstance(err, urllib.error.HTTPError):
             reason = f"the server answered HTTP {err.code} {err.reason}"
@@ -850,12 +833,12 @@ def repository_file(relative: str) -> Path:
 
     url = f"https://raw.githubusercontent.com/{REPOSITORY}/{BRANCH}/{relative}"
 
-    def fetch(handle):
+    def fetch(tmp):
         with urllib.request.urlopen(url, timeout=60) as response:
-            handle.write(response.read())
+            tmp.write_bytes(response.read())
 
     try:
-        _atomic_write(cached, fetch)
+        write_atomically(cached, fetch)
     except OSError as err:
         raise DatasetNotFoundError(
             f"{relative} is not in this installation and could not be downloaded from {url} ({err}). "

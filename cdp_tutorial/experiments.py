@@ -17,8 +17,6 @@ paper's protocol; :func:`summarize` gives mean ± std over seeds in the shape of
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -26,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from cdp_tutorial.files import write_atomically
 from cdp_tutorial.profiles import Profile, get_profile
 from cdp_tutorial.sampling import ABBREVIATIONS, normalize_mode
 
@@ -200,19 +199,9 @@ class ResultsStore:
         return {r["key"] for r in self.records()}
 
     def append(self, record: dict) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         old = self.path.read_bytes() if self.path.exists() else b""
         line = (json.dumps(record, sort_keys=True) + "\n").encode("utf-8")
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(old + line)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_atomically(self.path, lambda tmp: tmp.write_bytes(old + line))
 
     def frame(self) -> pd.DataFrame:
         return pd.DataFrame(self.records())

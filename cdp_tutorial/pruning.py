@@ -29,14 +29,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from cdp_tutorial.files import write_json_atomically
 from cdp_tutorial.complexity import CostModel, Totals, bytes_per_element_of
 from cdp_tutorial.graph import analyse
 from cdp_tutorial.sampling import (ABBREVIATIONS, normalize_mode, sample_layer,
@@ -223,7 +222,7 @@ class PruningPlan:
 
     def save(self, path, overwrite: bool = False) -> Path:
         """Write the plan as JSON, atomically; refuse to replace an existing file unless ``overwrite``."""
-        return write_json_atomic(path, self.to_dict(), overwrite=overwrite)
+        return write_json_atomically(path, self.to_dict(), overwrite=overwrite)
 
     @classmethod
     def load(cls, path) -> "PruningPlan":
@@ -233,28 +232,6 @@ class PruningPlan:
 
 _HISTORY_COLUMNS = ["iteration", "layer", "probability", "filters_before", "filters_after",
                     "params", "macs", "memory_bytes", "fraction"]
-
-
-def write_json_atomic(path, data, overwrite: bool = False) -> Path:
-    """Write ``data`` as JSON to ``path`` via a temporary file and ``os.replace``.
-
-    A reader never sees a half-written file, and an existing file is kept unless ``overwrite``.
-    """
-    path = Path(path)
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=1)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 # --------------------------------------------------------------------------------------------

@@ -47,11 +47,9 @@ import hashlib
 import json
 import math
 import numbers
-import os
 import platform
 import re
 import time
-import uuid
 from collections.abc import Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -62,13 +60,13 @@ import numpy as np
 import tensorflow as tf
 
 from cdp_tutorial.data import Dataset, make_epochs, make_pipeline
+from cdp_tutorial.files import TMP_PREFIX, write_atomically, write_json_atomically
 
 __all__ = ["RECIPES", "Recipe", "TrainResult", "epoch_seed", "get_recipe", "train"]
 
 CONFIG_FILE = "config.json"
 STATE_FILE = "state.json"
 RESULT_FILE = "result.json"
-_TMP_PREFIX = ".tmp-"
 _CHECKPOINT_PATTERN = "checkpoint-e*.keras"
 # Config entries that make two runs different runs. The dataset's description and the versions are
 # recorded but not compared: rewording a label or upgrading numpy does not change what was trained.
@@ -584,7 +582,7 @@ class _RunDir:
         if stored is not None and self._has_progress():
             _check_same_run(path, stored, config)
         else:  # nothing completed yet (e.g. stopped in epoch 1): nothing to mix up, start afresh
-            _write_json(path / CONFIG_FILE, config)
+            write_json_atomically(path / CONFIG_FILE, config)
 
     def _has_progress(self) -> bool:
         return (self.path / STATE_FILE).is_file() or (self.path / RESULT_FILE).is_file()
@@ -622,7 +620,7 @@ class _RunDir:
         whenever the process stops, state and checkpoint agree.
         """
         name = f"checkpoint-e{progress.epochs_done:04d}.keras"
-        _write_atomically(self.path / name, model.save)
+        write_atomically(self.path / name, model.save)
         state = {
             "epochs_done": progress.epochs_done,
             "checkpoint": name,
@@ -632,17 +630,17 @@ class _RunDir:
             "seed_states": [np.asarray(keras.ops.convert_to_numpy(v)).tolist()
                             for v in _seed_variables(model)],
         }
-        _write_json(self.path / STATE_FILE, state)
+        write_json_atomically(self.path / STATE_FILE, state)
         for old in self.path.glob(_CHECKPOINT_PATTERN):
             if old.name != name:
                 old.unlink()
 
     def save_result(self, result: TrainResult) -> None:
-        _write_json(self.path / RESULT_FILE, result.to_dict())
+        write_json_atomically(self.path / RESULT_FILE, result.to_dict())
 
     def _remove_leftovers(self) -> None:
         """Delete temporary files an interrupted write left behind."""
-        for leftover in self.path.glob(f"{_TMP_PREFIX}*"):
+        for leftover in self.path.glob(f"{TMP_PREFIX}*"):
             leftover.unlink()
 
 
@@ -678,30 +676,6 @@ def _seed_variables(model) -> list:
 
 
 # --------------------------------------------------------------------------- files
-
-
-def _write_atomically(target: Path, write) -> None:
-    """``write(temporary path)``, flush it to disk, then rename it to ``target`` in one step.
-
-    The temporary name ends like ``target`` because Keras picks the format from the extension.
-    """
-    tmp = target.parent / f"{_TMP_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:8]}-{target.name}"
-    try:
-        write(tmp)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def _write_json(target: Path, obj) -> None:
-    def write(tmp):
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(obj, f, indent=1, sort_keys=True, allow_nan=True)
-
-    _write_atomically(target, write)
 
 
 def _read_json(path: Path):
