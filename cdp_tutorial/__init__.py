@@ -26,12 +26,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 __version__ = "0.1.0"
 
-# submodules as attributes: cdp.models.vgg16(), cdp.sampling.layer_weights(...) read well in notebooks
+# submodules as attributes: cdp.models.vgg16(), cdp.sampling.selection_probabilities(...) read well in notebooks
 from cdp_tutorial import models, notebook, profiles, sampling  # noqa: E402,F401
 from cdp_tutorial.complexity import ComplexityReport, Totals, profile  # noqa: E402,F401
 from cdp_tutorial.profiles import get_profile  # noqa: E402,F401
-from cdp_tutorial.pruning import PruningPlan, plan_pruning, plan_uniform  # noqa: E402,F401
+from cdp_tutorial.pruning import PruningPlan, layer_weights, plan_pruning, plan_uniform  # noqa: E402,F401
 from cdp_tutorial.rebuild import apply_plan  # noqa: E402,F401
 
-__all__ = ["profile", "plan_pruning", "plan_uniform", "apply_plan", "PruningPlan",
+__all__ = ["profile", "plan_pruning", "plan_uniform", "apply_plan", "PruningPlan", "layer_weights",
            "ComplexityReport", "Totals", "get_profile", "models"]

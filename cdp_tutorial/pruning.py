@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from cdp_tutorial.checks import check_choice, check_fraction, check_int, check_number, check_seed
 from cdp_tutorial.files import write_json_atomically
 from cdp_tutorial.complexity import CostModel, Totals, bytes_per_element_of
 from cdp_tutorial.graph import analyse
@@ -48,7 +49,7 @@ class PruningProblem:
     """A model seen as a set of prunable units (layers, or tied groups) and a cost model.
 
     This is the shared machinery behind :func:`plan_pruning`, :func:`plan_uniform` and
-    :func:`cdp_tutorial.sampling.layer_weights`; notebooks use it to show the loop step by step.
+    :func:`layer_weights`; notebooks use it to show the loop step by step.
 
     Attributes
     ----------
@@ -61,10 +62,8 @@ class PruningProblem:
     """
 
     def __init__(self, model, coupled: str = "skip", bytes_per_element=4, round_to: int = 1):
-        if coupled not in COUPLED_CHOICES:
-            raise ValueError(f"coupled must be one of {COUPLED_CHOICES}, got {coupled!r}")
-        if isinstance(round_to, bool) or not isinstance(round_to, (int, np.integer)) or round_to < 1:
-            raise ValueError(f"round_to must be a positive integer (1 = no rounding), got {round_to!r}")
+        check_choice(coupled, "coupled", COUPLED_CHOICES)
+        round_to = check_int(round_to, "round_to", minimum=1)  # 1 = no rounding
         self.graph = analyse(model)
         self.costs = CostModel(self.graph, bytes_per_element_of(bytes_per_element))
         self.coupled = coupled
@@ -132,6 +131,34 @@ class PruningProblem:
         w = self.baseline_widths.copy()
         w[self.unit_columns] = self.min_widths
         return w
+
+
+def layer_weights(model, mode, coupled: str = "skip") -> pd.Series:
+    """Selection probability of every prunable conv layer of ``model`` for ``mode``, for teaching.
+
+    Parameters
+    ----------
+    model : keras.Model
+    mode : str
+        ``"params"``/``"PA"``, ``"flops"``/``"FA"`` or ``"memory"``/``"MA"``.
+    coupled : {"skip", "tie"}
+        How convs tied by an ``Add`` are treated (see :func:`cdp_tutorial.plan_pruning`).
+
+    Returns
+    -------
+    pandas.Series
+        Indexed by layer name (a tied group by its first layer), summing to 1, in model order.
+
+    Examples
+    --------
+    >>> from cdp_tutorial.models import vgg16
+    >>> w = layer_weights(vgg16(), "flops")
+    >>> float(round(w.sum(), 6))
+    1.0
+    """
+    problem = PruningProblem(model, coupled=coupled)
+    x = problem.unit_complexities(problem.baseline_widths, normalize_mode(mode))
+    return pd.Series(selection_probabilities(x), index=problem.unit_names, name=f"w ({mode})")
 
 
 # --------------------------------------------------------------------------------------------
@@ -237,13 +264,6 @@ _HISTORY_COLUMNS = ["iteration", "layer", "probability", "filters_before", "filt
 # --------------------------------------------------------------------------------------------
 # Algorithm 1
 # --------------------------------------------------------------------------------------------
-def _check_fraction(name: str, value, low_open=True) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)) \
-            or not np.isfinite(value) or not 0 < value < 1:
-        raise ValueError(f"{name} must be a number strictly between 0 and 1, got {value!r}")
-    return float(value)
-
-
 def _resolve_budget(problem, mode, target, budget):
     baseline = problem.total(problem.baseline_widths, mode)
     if (target is None) == (budget is None):
@@ -252,11 +272,9 @@ def _resolve_budget(problem, mode, target, budget):
             "budget (an absolute number of parameters, MACs or bytes)"
         )
     if target is not None:
-        target = _check_fraction("target", target)
+        target = check_fraction(target, "target")
         return target, target * baseline, baseline
-    if isinstance(budget, bool) or not isinstance(budget, (int, float, np.integer, np.floating)) \
-            or not np.isfinite(budget) or budget <= 0:
-        raise ValueError(f"budget must be a positive number, got {budget!r}")
+    budget = check_number(budget, "budget", minimum=0, include_minimum=False)
     if budget >= baseline:
         raise ValueError(
             f"budget {budget:,.0f} is not below the model's {mode} total {baseline:,.0f}: nothing to prune"
@@ -327,9 +345,8 @@ def plan_pruning(model, mode, target=None, *, budget=None, step: float = 0.1, se
 
     check_model(model)
     mode = normalize_mode(mode)
-    step = _check_fraction("step", step)
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
-        raise ValueError(f"seed must be a non-negative integer or None, got {seed!r}")
+    step = check_fraction(step, "step")
+    seed = check_seed(seed, allow_none=True)
     problem = PruningProblem(model, coupled=coupled, bytes_per_element=bytes_per_element,
                              round_to=round_to)
     target, budget, baseline = _resolve_budget(problem, mode, target, budget)

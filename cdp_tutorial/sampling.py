@@ -16,7 +16,6 @@ width has nothing left to give and gets probability 0.
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 
 #: Accepted spellings of the three modes, all mapping to the canonical name.
 MODES = {
@@ -75,33 +74,3 @@ def selection_probabilities(complexities) -> np.ndarray:
 def sample_layer(probabilities, rng: np.random.Generator) -> int:
     """Draw one layer index with the given probabilities (weighted random sampling)."""
     return int(rng.choice(len(probabilities), p=probabilities))
-
-
-def layer_weights(model, mode, coupled: str = "skip") -> pd.Series:
-    """Selection probability of every prunable conv layer of ``model`` for ``mode``, for teaching.
-
-    Parameters
-    ----------
-    model : keras.Model
-    mode : str
-        ``"params"``/``"PA"``, ``"flops"``/``"FA"`` or ``"memory"``/``"MA"``.
-    coupled : {"skip", "tie"}
-        How convs tied by an ``Add`` are treated (see :func:`cdp_tutorial.plan_pruning`).
-
-    Returns
-    -------
-    pandas.Series
-        Indexed by layer name (a tied group by its first layer), summing to 1, in model order.
-
-    Examples
-    --------
-    >>> from cdp_tutorial.models import vgg16
-    >>> w = layer_weights(vgg16(), "flops")
-    >>> float(round(w.sum(), 6))
-    1.0
-    """
-    from cdp_tutorial.pruning import PruningProblem  # the problem owns units and their costs
-
-    problem = PruningProblem(model, coupled=coupled)
-    x = problem.unit_complexities(problem.baseline_widths, normalize_mode(mode))
-    return pd.Series(selection_probabilities(x), index=problem.unit_names, name=f"w ({mode})")

@@ -139,15 +139,21 @@ def test_user_functional_model_every_mode(user_model):
     (dict(mode="PA", target=0.5, step=1.0), ValueError, "step must be"),
     (dict(mode="PA"), ValueError, "exactly one of target"),
     (dict(mode="PA", target=0.5, budget=10), ValueError, "exactly one of target"),
-    (dict(mode="PA", budget=-5), ValueError, "budget must be a positive number"),
+    (dict(mode="PA", budget=-5), ValueError, "budget must be > 0"),
     (dict(mode="PA", budget=1e12), ValueError, "nothing to prune"),
     (dict(mode="PA", target=0.5, coupled="merge"), ValueError, "coupled must be one of"),
-    (dict(mode="PA", target=0.5, round_to=0), ValueError, "round_to must be a positive integer"),
+    (dict(mode="PA", target=0.5, round_to=0), ValueError, "round_to must be an integer ≥ 1"),
     (dict(mode="PA", target=0.5, seed=-1), ValueError, "seed must be"),
 ])
 def test_bad_input_is_rejected_at_once(cifar_models, kwargs, error, message):
     with pytest.raises(error, match=message):
         cdp.plan_pruning(cifar_models["alexnet"], **kwargs)
+
+
+def test_numpy_integer_seed_is_stored_as_a_plain_int(cifar_models, tmp_path):
+    plan = cdp.plan_pruning(cifar_models["alexnet"], "FA", target=0.5, seed=np.int64(3))
+    assert plan.seed == 3 and type(plan.seed) is int
+    assert cdp.PruningPlan.load(plan.save(tmp_path / "plan.json")).widths == plan.widths
 
 
 def test_not_a_keras_model():

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 import cdp_tutorial as cdp
-from cdp_tutorial.sampling import layer_weights, normalize_mode, sample_layer, selection_probabilities
+from cdp_tutorial.pruning import layer_weights
+from cdp_tutorial.sampling import normalize_mode, sample_layer, selection_probabilities
 
 
 @pytest.mark.parametrize("alias, mode", [("PA", "params"), ("parameters", "params"), ("fa", "flops"),

@@ -1,0 +1,97 @@
+"""Argument checks: one place for the number and seed validation every public function repeats.
+
+In the style of scikit-learn's ``check_scalar`` / ``check_random_state``: each check raises early,
+with a message that names the argument, says what was given and what is allowed, and returns the
+value as a plain Python type (so it can go straight into JSON: ``np.int64(3)`` comes back as ``3``).
+
+>>> check_int(np.int64(3), "seed", minimum=0)
+3
+>>> check_fraction(0.3, "target")
+0.3
+>>> check_fraction(1.5, "target")
+Traceback (most recent call last):
+    ...
+ValueError: target must be a number strictly between 0 and 1, got 1.5
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import numpy as np
+
+__all__ = ["check_choice", "check_fraction", "check_int", "check_number", "check_seed"]
+
+
+def check_int(value, name: str, *, minimum: int | None = None, maximum: int | None = None,
+              allow_none: bool = False) -> int | None:
+    """``value`` as a plain ``int`` (numpy integers accepted; ``bool`` and floats refused).
+
+    Raises
+    ------
+    TypeError
+        If ``value`` is not an integer.
+    ValueError
+        If it lies outside ``[minimum, maximum]``.
+    """
+    if value is None and allow_none:
+        return None
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer{_range_text(minimum, maximum)}, "
+                        f"got {value!r} ({type(value).__name__})")
+    value = int(value)
+    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+        raise ValueError(f"{name} must be an integer{_range_text(minimum, maximum)}, got {value}")
+    return value
+
+
+def check_number(value, name: str, *, minimum: float | None = None, maximum: float | None = None,
+                 include_minimum: bool = True, include_maximum: bool = True) -> float:
+    """``value`` as a finite plain ``float`` within the given bounds (``bool`` refused)."""
+    if (isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real)
+            or not math.isfinite(float(value))):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    value = float(value)
+    too_low = minimum is not None and (value < minimum or (value == minimum and not include_minimum))
+    too_high = maximum is not None and (value > maximum or (value == maximum and not include_maximum))
+    if too_low or too_high:
+        low = "" if minimum is None else f"{'≥' if include_minimum else '>'} {minimum:g}"
+        high = "" if maximum is None else f"{'≤' if include_maximum else '<'} {maximum:g}"
+        raise ValueError(f"{name} must be {' and '.join(filter(None, (low, high)))}, got {value:g}")
+    return value
+
+
+def check_fraction(value, name: str) -> float:
+    """A number strictly between 0 and 1 (a kept fraction, a step, a ratio), as a plain ``float``."""
+    if (isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real)
+            or not math.isfinite(float(value)) or not 0 < float(value) < 1):
+        raise ValueError(f"{name} must be a number strictly between 0 and 1, got {value!r}")
+    return float(value)
+
+
+def check_seed(seed, name: str = "seed", *, allow_none: bool = False) -> int | None:
+    """A seed: a non-negative integer (numpy integers accepted), returned as a plain ``int``.
+
+    With ``allow_none=True``, ``None`` passes through: the caller then draws a seed and records it.
+    """
+    return check_int(seed, name, minimum=0, allow_none=allow_none)
+
+
+def check_choice(value, name: str, choices) -> object:
+    """``value`` if it is one of ``choices`` (compared as given), else a ``ValueError`` listing them."""
+    if isinstance(value, (bool, np.bool_)) and not any(c is value for c in choices):
+        raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}")
+    return value
+
+
+def _range_text(minimum, maximum) -> str:
+    if minimum is not None and maximum is not None:
+        return f" in [{minimum}, {maximum}]"
+    if minimum is not None:
+        return f" ≥ {minimum}"
+    if maximum is not None:
+        return f" ≤ {maximum}"
+    return ""
