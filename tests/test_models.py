@@ -1,14 +1,22 @@
-"""Tests for cdp_tutorial.models: the four CIFAR networks, their layer names, widths and documented counts."""
+"""Tests for cdp_tutorial.models: the four CIFAR networks, their layer names, widths, depth and documented counts."""
 
 import doctest
+import importlib
 import re
 
 import keras
 import numpy as np
 import pytest
 
+import cdp_tutorial
 from cdp_tutorial import models
-from cdp_tutorial.models import MODELS, alexnet, build_model, mobilenetv2, resnet50, vgg16
+from cdp_tutorial.models import (DEPTH_ORDERS, MODELS, alexnet, build_model, droppable_blocks, mobilenetv2,
+                                 resnet50, vgg16)
+from cdp_tutorial.models import common
+
+# The family modules alexnet and mobilenetv2 share their names with the builders the package re-exports.
+vgg_module, alexnet_module, resnet_module, mobilenetv2_module = (
+    importlib.import_module(f"cdp_tutorial.models.{family}") for family in ("vgg", "alexnet", "resnet", "mobilenetv2"))
 
 NAMES = list(MODELS)
 
@@ -72,9 +80,20 @@ def test_documented_counts_match_the_model(full, name):
     assert params in table_row.split() and mac in table_row.split()
 
 
-def test_docstring_examples_run():
-    result = doctest.testmod(models, optionflags=doctest.NORMALIZE_WHITESPACE)
-    assert result.attempted > 0 and result.failed == 0
+@pytest.mark.parametrize("module", [models, common, vgg_module, alexnet_module, resnet_module, mobilenetv2_module],
+                         ids=lambda m: m.__name__.rsplit(".", 1)[-1])
+def test_docstring_examples_run(module):
+    result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.failed == 0
+    assert result.attempted > 0 or module is common
+
+
+def test_the_package_re_exports_every_builder_under_its_old_names():
+    """``cdp.models.vgg16(...)`` and ``from cdp_tutorial.models import ...`` keep working after the split."""
+    assert cdp_tutorial.models.vgg16 is vgg16
+    for name in ["MODELS", "alexnet", "build_model", "mobilenetv2", "resnet50", "vgg16", "VGG16_CFG",
+                 "RESNET50_STAGES", "RESNET_EXPANSION", "MOBILENETV2_CFG"]:
+        assert name in models.__all__ and hasattr(models, name)
 
 
 def test_build_model_is_case_insensitive_and_passes_arguments():
@@ -214,6 +233,56 @@ def test_odd_width_multiplier_keeps_residual_networks_buildable(builder):
     assert model.output.shape == (None, 10)
 
 
+# --------------------------------------------------------------------------- depth and resolution
+
+
+def conv_names(model):
+    return [layer.name for layer in model.layers
+            if isinstance(layer, (keras.layers.Conv2D, keras.layers.DepthwiseConv2D))]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_dropping_blocks_removes_only_their_layers_and_keeps_the_other_names(name):
+    full_model = build_model(name, width_multiplier=0.25)
+    drops = droppable_blocks(name)[:2]
+    shallow = build_model(name, width_multiplier=0.25, drop_blocks=drops)
+    removed = set(conv_names(full_model)) - set(conv_names(shallow))
+    # Exactly the dropped blocks' convs are gone (a VGG/AlexNet block is one conv; others are prefixes).
+    assert removed and all(any(layer == d or layer.startswith(d + "_") for d in drops) for layer in removed)
+    assert set(conv_names(shallow)) < set(conv_names(full_model))
+    assert cdp_tutorial.profile(shallow).totals.macs < cdp_tutorial.profile(full_model).totals.macs
+    x = np.zeros((1, 32, 32, 3), dtype=np.float32)
+    assert shallow(x, training=False).shape == (1, 10)
+
+
+def test_resnet_depth_order_reproduces_edgecompress_depths():
+    """EdgeCompress's ResNet-50 D09 is (3, 4, 5, 3) blocks per stage and D08 (3, 3, 4, 3)."""
+    def blocks_per_stage(drops):
+        model = resnet50(width_multiplier=0.125, drop_blocks=drops)
+        names = {layer.name.rsplit("_", 1)[0] for layer in model.layers if layer.name.endswith("_add")}
+        return tuple(sum(n.startswith(f"conv{s}_") for n in names) for s in (2, 3, 4, 5))
+
+    assert blocks_per_stage(DEPTH_ORDERS["resnet50"][:1]) == (3, 4, 5, 3)
+    assert blocks_per_stage(DEPTH_ORDERS["resnet50"][:3]) == (3, 3, 4, 3)
+
+
+def test_dropped_block_widths_follow_the_remaining_layers():
+    model = mobilenetv2(width_multiplier=0.25, drop_blocks=["block5"], widths={"block6_expand": 40})
+    assert model.get_layer("block6_expand").filters == 40
+    assert in_channels(model, "block6_expand") == model.get_layer("block4_project").filters
+    model = vgg16(width_multiplier=0.25, drop_blocks=["conv13"], widths=[8] * 12)
+    assert [layer.filters for layer in conv2d_layers(model)] == [8] * 12
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("size", [24, 16])
+def test_lower_input_resolution_builds_and_costs_fewer_macs(name, size):
+    small = build_model(name, width_multiplier=0.25, input_shape=(size, size, 3))
+    assert small(np.zeros((1, size, size, 3), dtype=np.float32), training=False).shape == (1, 10)
+    full_model = build_model(name, width_multiplier=0.25)
+    assert macs(small) < macs(full_model)
+
+
 # --------------------------------------------------------------------------- bad input
 
 
@@ -239,10 +308,17 @@ def test_odd_width_multiplier_keeps_residual_networks_buildable(builder):
         (lambda: resnet50(width_multiplier=-0.5),
          r"width_multiplier must be a finite number > 0 .*, got -0\.5"),
         (lambda: alexnet(num_classes=0), r"num_classes must be a positive int, got 0"),
+        (lambda: resnet50(drop_blocks=["conv3_block1"]),
+         r"cannot drop \['conv3_block1'\]: only blocks whose input and output shapes are equal"),
+        (lambda: mobilenetv2(drop_blocks=["block4"]), r"cannot drop \['block4'\].*Droppable: block3, block5"),
+        (lambda: vgg16(drop_blocks="conv2"), r"drop_blocks must be a collection of block names"),
+        (lambda: vgg16(drop_blocks=["conv13"], widths={"conv13": 8}), r"unknown conv layer name\(s\)"),
+        (lambda: vgg16(input_shape=(32, 32)), r"input_shape must be \(height, width, channels\)"),
     ],
     ids=["model-name", "layer-name", "depthwise-name", "zero", "negative", "fraction", "short-sequence",
          "sequence-not-vgg", "resnet-tie", "mobilenet-tie", "zero-multiplier", "negative-multiplier",
-         "num-classes"],
+         "num-classes", "resnet-projection-block", "mobilenet-shape-changing-block", "drop-a-string",
+         "width-of-a-dropped-layer", "input-shape"],
 )
 def test_bad_input_raises_a_clear_value_error(call, message):
     with pytest.raises(ValueError, match=message):
