@@ -36,6 +36,8 @@ def _add_run_options(p, several: bool) -> None:
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--train-size", type=int, default=None, help="class-balanced subset of the training split")
     p.add_argument("--test-size", type=int, default=None)
+    p.add_argument("--width-multiplier", type=float, default=None,
+                   help="train every planned width x this, in (0, 1] (default: the profile's; quick: 0.25)")
     p.add_argument("--out", required=True, help="folder for results.jsonl and run checkpoints")
 
 
@@ -134,7 +136,7 @@ def _specs(args, models, modes, targets, seeds, baseline, uniform):
     return make_specs(models, modes, targets, seeds, profile=args.profile, dataset=args.dataset,
                       epochs=args.epochs, recipe=args.recipe, batch_size=args.batch_size,
                       train_size=args.train_size, test_size=args.test_size, baseline=baseline,
-                      uniform=uniform)
+                      uniform=uniform, width_multiplier=args.width_multiplier)
 
 
 def _train(args) -> int:

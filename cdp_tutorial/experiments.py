@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from cdp_tutorial.checks import check_fraction, check_number, check_seed
 from cdp_tutorial.files import write_atomically
 from cdp_tutorial.profiles import Profile, get_profile
 from cdp_tutorial.sampling import ABBREVIATIONS, normalize_mode
@@ -55,6 +56,7 @@ class RunSpec:
     test_size: int | None = None
     method: str = "cdp"  # "cdp" (Algorithm 1) or "uniform" (uniform width scaling, same budget)
     step: float = PAPER_STEP
+    width_multiplier: float = 1.0  # the trained model's widths, as a fraction of the planned ones
 
     @property
     def key(self) -> str:
@@ -63,8 +65,9 @@ class RunSpec:
             f"{self.mode}{'-uniform' if self.method == 'uniform' else ''}-t{self.target:g}")
         sizes = "" if self.train_size is None and self.test_size is None else \
             f"-n{self.train_size or 'all'}x{self.test_size or 'all'}"
+        narrow = "" if self.width_multiplier == 1 else f"-w{self.width_multiplier:g}"
         return (f"{self.model}-{self.dataset}-{what}-s{self.seed}-{self.profile}-e{self.epochs}"
-                f"-{self.recipe}-b{self.batch_size}{sizes}")
+                f"-{self.recipe}-b{self.batch_size}{sizes}{narrow}")
 
 
 def protocol_label(spec: RunSpec) -> str:
@@ -72,10 +75,11 @@ def protocol_label(spec: RunSpec) -> str:
     paper = get_profile("paper")
     is_paper = (spec.dataset in ("cifar10", "cifar100") and spec.epochs == paper.epochs
                 and spec.recipe == paper.recipe and spec.batch_size == paper.batch_size
-                and spec.train_size is None and spec.test_size is None)
+                and spec.train_size is None and spec.test_size is None and spec.width_multiplier == 1)
     data = spec.dataset + (f" subset {spec.train_size or 'all'}/{spec.test_size or 'all'}"
                            if spec.train_size or spec.test_size else "")
-    what = f"{data}, {spec.epochs} epochs, {spec.recipe} recipe, batch {spec.batch_size}"
+    narrow = "" if spec.width_multiplier == 1 else f", trained at x{spec.width_multiplier:g} width"
+    what = f"{data}{narrow}, {spec.epochs} epochs, {spec.recipe} recipe, batch {spec.batch_size}"
     if is_paper:
         return f"paper protocol ({what})"
     return f"{spec.profile} profile ({what}) - not the paper's protocol"
@@ -83,11 +87,14 @@ def protocol_label(spec: RunSpec) -> str:
 
 def make_specs(models, modes=("PA", "FA", "MA"), targets=(0.5,), seeds=None, *, profile=None,
                dataset=None, epochs=None, recipe=None, batch_size=None, train_size=None,
-               test_size=None, baseline=True, uniform=False, step=PAPER_STEP) -> list[RunSpec]:
+               test_size=None, baseline=True, uniform=False, step=PAPER_STEP,
+               width_multiplier=None) -> list[RunSpec]:
     """The runs of a sweep: a baseline per model and seed, then every mode × target (× uniform).
 
-    Profile values fill in whatever is not given. Raises ``ValueError`` for an unknown model, mode
-    or profile, a target outside (0, 1), or an empty grid.
+    Profile values fill in whatever is not given (``width_multiplier``: the trained models' widths
+    as a fraction of the planned ones; the quick profile trains at x0.25, see
+    :mod:`cdp_tutorial.profiles`). Raises ``ValueError`` for an unknown model, mode or profile, a
+    target outside (0, 1), a width multiplier outside (0, 1], or an empty grid.
     """
     from cdp_tutorial.models import MODELS
 
@@ -97,17 +104,18 @@ def make_specs(models, modes=("PA", "FA", "MA"), targets=(0.5,), seeds=None, *, 
         if str(name).lower() not in MODELS:
             raise ValueError(f"unknown model {name!r}; choose from {sorted(MODELS)}")
     modes = [ABBREVIATIONS[normalize_mode(m)] for m in modes]
-    for t in targets:
-        if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0 < t < 1:
-            raise ValueError(f"targets must be fractions strictly between 0 and 1, got {t!r}")
-    seeds = list(prof.seeds if seeds is None else seeds)
+    targets = [check_fraction(t, "each target") for t in targets]
+    seeds = [check_seed(seed, "each seed") for seed in (prof.seeds if seeds is None else seeds)]
+    width_multiplier = check_number(prof.width_multiplier if width_multiplier is None else width_multiplier,
+                                    "width_multiplier", minimum=0, include_minimum=False, maximum=1)
     if not models or not seeds or not (baseline or (modes and targets)):
         raise ValueError("the sweep is empty: give at least one model, one seed and a mode/target or the baseline")
     common = dict(dataset=dataset or prof.dataset, profile=prof.name,
                   epochs=int(epochs or prof.epochs), recipe=recipe or prof.recipe,
                   batch_size=int(batch_size or prof.batch_size),
                   train_size=train_size if train_size is not None else prof.train_size,
-                  test_size=test_size if test_size is not None else prof.test_size, step=step)
+                  test_size=test_size if test_size is not None else prof.test_size, step=step,
+                  width_multiplier=width_multiplier)
     specs = []
     for name in models:
         for seed in seeds:
@@ -128,24 +136,33 @@ def make_specs(models, modes=("PA", "FA", "MA"), targets=(0.5,), seeds=None, *, 
 def build_run_model(spec: RunSpec, num_classes: int):
     """The model a run trains: the CIFAR model, pruned by the run's plan, freshly initialised.
 
-    Returns ``(model, baseline_totals, plan_or_None)``. Seeded: the same spec gives the same
-    architecture and the same initial weights.
+    The plan is always made on the full-size model, so its pruning ratios are the paper's. With
+    ``spec.width_multiplier < 1`` (the quick profile) the model that is *trained* has every planned
+    width scaled by that factor: same architecture and per-layer proportions, fewer filters.
+
+    Returns ``(model, baseline_totals, plan_or_None)``; ``baseline_totals`` and the plan refer to the
+    full-size model. Seeded: the same spec gives the same architecture and the same initial weights.
     """
     import keras
 
     import cdp_tutorial as cdp
 
     keras.utils.set_random_seed(spec.seed)
-    model = cdp.models.build_model(spec.model, num_classes=num_classes)
-    baseline = cdp.profile(model).totals
-    if spec.mode == BASELINE:
-        return model, baseline, None
-    if spec.method == "uniform":
-        plan = cdp.plan_uniform(model, spec.mode, target=spec.target)
-    else:
-        plan = cdp.plan_pruning(model, spec.mode, target=spec.target, step=spec.step, seed=spec.seed)
-    keras.utils.set_random_seed(spec.seed)  # the pruned model's initial weights
-    return cdp.apply_plan(model, plan), baseline, plan
+    full = cdp.models.build_model(spec.model, num_classes=num_classes)
+    baseline = cdp.profile(full).totals
+    plan = None
+    if spec.mode != BASELINE:
+        if spec.method == "uniform":
+            plan = cdp.plan_uniform(full, spec.mode, target=spec.target)
+        else:
+            plan = cdp.plan_pruning(full, spec.mode, target=spec.target, step=spec.step, seed=spec.seed)
+    keras.utils.set_random_seed(spec.seed)  # the trained model's initial weights
+    if spec.width_multiplier == 1:
+        return (cdp.apply_plan(full, plan) if plan else full), baseline, plan
+    m = spec.width_multiplier
+    narrow = {name: max(1, round(w * m)) for name, w in (plan.widths if plan else {}).items()}
+    model = cdp.models.build_model(spec.model, num_classes=num_classes, widths=narrow, width_multiplier=m)
+    return model, baseline, plan
 
 
 def run_one(spec: RunSpec, out_dir, *, data=None, verbose=0) -> dict:
@@ -157,13 +174,16 @@ def run_one(spec: RunSpec, out_dir, *, data=None, verbose=0) -> dict:
     if data is None:
         data = load_dataset(spec.dataset, train_size=spec.train_size, test_size=spec.test_size)
     model, baseline, plan = build_run_model(spec, data.num_classes)
-    totals = cdp.profile(model).totals
+    trained = cdp.profile(model).totals
+    totals = plan.final if plan else baseline  # the full-size architecture the lesson is about
     result = train(model, data, spec.recipe, epochs=spec.epochs, batch_size=spec.batch_size,
                    seed=spec.seed, run_dir=Path(out_dir) / RUNS_DIR / spec.key, verbose=verbose)
     record = {"key": spec.key, **asdict(spec),
               "label": protocol_label(spec), "dataset_description": data.description,
               "params": totals.params, "macs": totals.macs, "flops": totals.flops,
               "memory_bytes": totals.memory_bytes,
+              "trained_params": trained.params, "trained_macs": trained.macs,
+              "trained_memory_bytes": trained.memory_bytes,
               "baseline_params": baseline.params, "baseline_macs": baseline.macs,
               "baseline_memory_bytes": baseline.memory_bytes,
               "widths": plan.widths if plan else None,

@@ -6,9 +6,10 @@ import sys
 
 import pytest
 
-from cdp_tutorial import cli
-from cdp_tutorial.experiments import (ResultsStore, make_specs, paper_table, protocol_label,
-                                      side_by_side, summarize)
+from cdp_tutorial import cli, profile
+from cdp_tutorial.experiments import (ResultsStore, build_run_model, make_specs, paper_table,
+                                      protocol_label, side_by_side, summarize)
+from cdp_tutorial.models import build_model
 
 TINY = ["--epochs", "1", "--train-size", "200", "--test-size", "100"]
 
@@ -41,37 +42,58 @@ def test_labels_say_whether_a_result_follows_the_paper():
     shortened = make_specs("vgg16", ["PA"], [0.3], [0], profile="paper", epochs=10, baseline=False)[0]
     assert "not the paper's protocol" in protocol_label(shortened)
     quick = make_specs("vgg16", ["PA"], [0.3], [0], profile="quick", baseline=False)[0]
-    assert protocol_label(quick).startswith("quick profile (fixture")
+    assert protocol_label(quick).startswith("quick profile (fixture, trained at x0.25 width")
 
 
 def test_sweep_end_to_end_then_rerun_skips(tmp_path, capsys):
     out = tmp_path / "results"
-    argv = ["sweep", "--model", "vgg16", "--modes", "PA", "FA", "MA", "--targets", "0.5",
+    argv = ["sweep", "--model", "vgg16", "--modes", "FA", "--targets", "0.5",
             "--seeds", "0", "1", "--profile", "quick", *TINY, "--out", str(out)]
     assert cli.main(argv) == 0
     store = ResultsStore(out)
     records = store.records()
-    assert len(records) == 8 and {r["mode"] for r in records} == {"baseline", "PA", "FA", "MA"}
+    assert len(records) == 4 and {r["mode"] for r in records} == {"baseline", "FA"}
     for r in records:
         assert 0 <= r["test_accuracy"] <= 1 and r["epochs_trained"] == 1
         assert "not the paper's protocol" in r["label"] and "Fashion-MNIST" in r["dataset_description"]
+        assert "trained at x0.25 width" in r["label"] and r["width_multiplier"] == 0.25
+        assert r["trained_macs"] < r["macs"] / 10  # what was trained is narrow ...
         if r["mode"] != "baseline":
-            own = {"PA": "params", "FA": "macs", "MA": "memory_bytes"}[r["mode"]]
-            assert r[own] <= 0.5 * r["baseline_" + own]
+            assert r["macs"] <= 0.5 * r["baseline_macs"]  # ... what is reported is the full-size plan
     assert sorted(p.name for p in out.iterdir()) == ["results.jsonl", "runs"]  # no temporary files
     table = summarize(store.frame())
-    assert list(table["mode"]) == ["baseline", "PA", "FA", "MA"] and (table.seeds == 2).all()
+    assert list(table["mode"]) == ["baseline", "FA"] and (table.seeds == 2).all()
     assert table.loc[table["mode"] == "baseline", "accuracy_change_pts"].item() == 0
     printed = capsys.readouterr().out
     assert "± " in printed and "not the paper's protocol" in printed
 
     before = store.path.read_bytes()
     assert cli.main(argv) == 0
-    assert "8 of 8 runs already finished" in capsys.readouterr().out
+    assert "4 of 4 runs already finished" in capsys.readouterr().out
     assert store.path.read_bytes() == before  # nothing retrained, nothing rewritten
 
     assert cli.main(["summary", "--out", str(out), "--paper"]) == 0
     assert "arXiv:2208.12816" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("mode", ["PA", "FA", "MA"])
+def test_quick_profile_trains_the_plan_at_a_quarter_width(mode):
+    """Plans are made on the full-size model; the trained model keeps each planned width x0.25."""
+    (spec,) = make_specs("vgg16", [mode], [0.3], [0], profile="quick", baseline=False)
+    model, baseline, plan = build_run_model(spec, num_classes=10)
+    own = {"PA": "params", "FA": "macs", "MA": "memory_bytes"}[mode]
+    assert getattr(plan.final, own) <= 0.3 * getattr(baseline, own)  # the paper's budget, full size
+    trained = {layer.name: layer.filters for layer in model.layers if hasattr(layer, "filters")}
+    assert all(trained[name] == max(1, round(w * 0.25)) for name, w in plan.widths.items())
+    # so the narrow pruned model is about as much smaller than the narrow baseline as the plan says
+    narrow_baseline = getattr(profile(build_model("vgg16", width_multiplier=0.25)).totals, own)
+    kept = getattr(profile(model).totals, own) / narrow_baseline
+    assert abs(kept - getattr(plan.final, own) / getattr(baseline, own)) < 0.05
+
+
+def test_width_multiplier_must_be_a_fraction():
+    with pytest.raises(ValueError, match="width_multiplier must be > 0 and ≤ 1"):
+        make_specs("vgg16", ["PA"], [0.3], [0], profile="quick", width_multiplier=2)
 
 
 def test_store_only_ever_adds(tmp_path):
