@@ -41,7 +41,8 @@ def alexnet(num_classes=10, input_shape=(32, 32, 3), widths=None, width_multipli
         ``{"conv2": 96, ...}`` overrides the filters of the named conv layers (``conv1`` ...
         ``conv5``). Overrides are not scaled by ``width_multiplier``.
     width_multiplier : float, default 1.0
-        Scales every conv width to ``max(1, round(w * width_multiplier))``; must be > 0.
+        Scales every conv width, and the hidden dense layers' 1024 units, to
+        ``max(1, round(w * width_multiplier))``; must be > 0.
     name : str, optional
         Model name (default ``"alexnet"``).
     drop_blocks : collection of str, optional
@@ -75,7 +76,8 @@ def alexnet(num_classes=10, input_shape=(32, 32, 3), widths=None, width_multipli
             x = layers.MaxPooling2D(3, strides=2, padding="same", name=f"pool{i}")(x)
     x = layers.Flatten(name="flatten")(x)
     for i in (1, 2):
-        x = layers.Dense(1024, activation=None, name=f"fc{i}")(x)
+        # the hidden dense layers narrow with the convs, keeping their share of the model
+        x = layers.Dense(max(1, round(1024 * width_multiplier)), activation=None, name=f"fc{i}")(x)
         x = layers.ReLU(name=f"fc{i}_relu")(x)
         x = layers.Dropout(0.5, name=f"fc{i}_dropout")(x)
     return keras.Model(inputs, classifier(x, num_classes), name=name or "alexnet")

@@ -62,7 +62,8 @@ def vgg16(num_classes=10, input_shape=(32, 32, 3), widths=None, width_multiplier
         ``{"conv3": 90, ...}`` overrides the filters of the named conv layers; a sequence of 13 ints
         gives every conv width in order. Overrides are not scaled by ``width_multiplier``.
     width_multiplier : float, default 1.0
-        Scales every conv width to ``max(1, round(w * width_multiplier))``; must be > 0.
+        Scales every conv width, and the hidden dense layers' 512 units, to
+        ``max(1, round(w * width_multiplier))``; must be > 0.
     name : str, optional
         Model name (default ``"vgg16"``).
     drop_blocks : collection of str, optional
@@ -112,8 +113,8 @@ def vgg16(num_classes=10, input_shape=(32, 32, 3), widths=None, width_multiplier
         x = conv(x, resolved[f"conv{index}"], 3, name=f"conv{index}")
         x = bn_relu(x, f"bn{index}", f"relu{index}")
     x = layers.Flatten(name="flatten")(x)
-    for i in (1, 2):
-        x = layers.Dense(512, name=f"fc{i}")(x)
+    for i in (1, 2):  # the hidden dense layers narrow with the convs, keeping their share of the model
+        x = layers.Dense(max(1, round(512 * width_multiplier)), name=f"fc{i}")(x)
         x = bn_relu(x, f"fc{i}_bn", f"fc{i}_relu")
     return keras.Model(inputs, classifier(x, num_classes), name=name or "vgg16")
 
