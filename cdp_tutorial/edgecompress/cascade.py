@@ -1,0 +1,278 @@
+r"""Cascaded dynamic inference: a bigger model only for the inputs a smaller one is unsure about.
+
+Models of increasing complexity run in order. Stage :math:`i` decides an input when its softmax
+*margin*, top-1 minus top-2 probability,
+
+.. math:: m_i(x) = p_i^{(1)}(x) - p_i^{(2)}(x) \in [0, 1],
+
+is at least the threshold :math:`\tau`; otherwise the input goes on to stage :math:`i+1` (the last
+stage decides everything that reaches it). An input that exits at stage :math:`j` has cost
+:math:`\sum_{i \le j} M_i` MACs (the earlier stages ran too), so the average cost is
+
+.. math:: \bar M(\tau) = \sum_j f_j(\tau) \sum_{i \le j} M_i,
+
+with :math:`f_j` the fraction of inputs that exit at stage :math:`j`. :math:`\tau = 0` is the first
+model alone, :math:`\tau = 1` runs every model on every input and keeps the last one's answer.
+EdgeCompress cascades its own compressed ResNets this way (its ``DynamicInfer``, which also adds the
+stages' logits; here each stage's answer stands alone); cascading complexity-driven pruned models is
+this tutorial's extension.
+
+Curves and thresholds are computed from every model's probabilities on a fixed image set
+(:func:`simulate_cascade`, :func:`cascade_curve`, :func:`choose_threshold`: numpy only, instant);
+:class:`Cascade` runs the real thing, stage by stage on the remaining images.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import keras
+import numpy as np
+import pandas as pd
+
+from cdp_tutorial.checks import check_int, check_number
+from cdp_tutorial.edgecompress.images import normalise
+
+__all__ = ["Cascade", "CascadeOutcome", "cascade_curve", "choose_threshold", "simulate_cascade", "softmax_margin"]
+
+
+def softmax_margin(probabilities) -> np.ndarray:
+    """Top-1 minus top-2 probability of every row, in [0, 1].
+
+    Examples
+    --------
+    >>> softmax_margin([[0.7, 0.2, 0.1], [0.4, 0.4, 0.2]]).round(2).tolist()
+    [0.5, 0.0]
+    """
+    p = np.asarray(probabilities, dtype=np.float64)
+    if p.ndim != 2 or p.shape[1] < 2:
+        raise ValueError(f"probabilities must have shape (images, classes >= 2), got {p.shape}")
+    top2 = np.sort(p, axis=1)[:, -2:]
+    return top2[:, 1] - top2[:, 0]
+
+
+def check_threshold(threshold) -> float:
+    """A margin threshold: a number in [0, 1]."""
+    return check_number(threshold, "threshold (a softmax margin)", minimum=0, maximum=1)
+
+
+@dataclass(frozen=True)
+class CascadeOutcome:
+    """Accuracy and cost of a cascade at one threshold.
+
+    Attributes
+    ----------
+    threshold : float
+    accuracy : float
+        Fraction of correct final answers.
+    average_macs : float
+        MACs per image, averaged over the images (the stages each image ran through).
+    exit_fractions : tuple of float
+        Fraction of images decided at each stage (sums to 1).
+    """
+
+    threshold: float
+    accuracy: float
+    average_macs: float
+    exit_fractions: tuple
+
+    def to_dict(self) -> dict:
+        row = {"threshold": self.threshold, "accuracy": self.accuracy, "average_macs": self.average_macs}
+        row.update({f"exit_{i + 1}": f for i, f in enumerate(self.exit_fractions)})
+        return row
+
+
+def _check_stages(probabilities, labels, macs):
+    if isinstance(probabilities, np.ndarray) or not isinstance(probabilities, Sequence) or not probabilities:
+        raise ValueError("probabilities must be a non-empty list with one (images, classes) array per model")
+    arrays = [np.asarray(p, dtype=np.float64) for p in probabilities]
+    shapes = {a.shape for a in arrays}
+    if len(shapes) != 1 or arrays[0].ndim != 2:
+        raise ValueError(f"the cascade's models disagree: each must give (images, classes) probabilities for "
+                         f"the same images and classes, got shapes {[a.shape for a in arrays]}")
+    labels = np.asarray(labels)
+    if labels.shape != (arrays[0].shape[0],):
+        raise ValueError(f"labels must have one entry per image ({arrays[0].shape[0]}), got shape {labels.shape}")
+    if len(macs) != len(arrays):
+        raise ValueError(f"macs must have one entry per model ({len(arrays)}), got {len(macs)}")
+    macs = [check_number(m, f"macs[{i}]", minimum=0, include_minimum=False) for i, m in enumerate(macs)]
+    return arrays, labels, macs
+
+
+def simulate_cascade(probabilities, labels, macs, threshold) -> CascadeOutcome:
+    """Accuracy and average MACs of the cascade at one threshold, from each model's probabilities.
+
+    Parameters
+    ----------
+    probabilities : list of array, shape (images, classes)
+        Every model's softmax output on the same images, cheapest model first.
+    labels : array of int, shape (images,)
+    macs : list of number
+        Every model's MACs per image.
+    threshold : float
+        Margin in [0, 1] a stage needs to decide an image.
+
+    Returns
+    -------
+    CascadeOutcome
+
+    Raises
+    ------
+    ValueError
+        Models with different numbers of images or classes, a threshold outside [0, 1], bad macs.
+
+    Examples
+    --------
+    >>> small = [[0.9, 0.1], [0.55, 0.45]]   # sure of image 0, unsure of image 1
+    >>> large = [[0.8, 0.2], [0.1, 0.9]]
+    >>> outcome = simulate_cascade([small, large], labels=[0, 1], macs=[10, 100], threshold=0.5)
+    >>> outcome.accuracy, outcome.average_macs, outcome.exit_fractions
+    (1.0, 60.0, (0.5, 0.5))
+    """
+    arrays, labels, macs = _check_stages(probabilities, labels, macs)
+    threshold = check_threshold(threshold)
+    n = len(labels)
+    answer = np.full(n, -1)
+    cost = np.zeros(n)
+    exits = []
+    undecided = np.ones(n, dtype=bool)
+    for i, p in enumerate(arrays):
+        cost[undecided] += macs[i]
+        last = i == len(arrays) - 1
+        decide = undecided & (True if last else softmax_margin(p) >= threshold)
+        answer[decide] = p[decide].argmax(axis=1)
+        exits.append(decide.sum() / n)
+        undecided &= ~decide
+    return CascadeOutcome(threshold=threshold, accuracy=float((answer == labels).mean()),
+                          average_macs=float(cost.mean()), exit_fractions=tuple(float(f) for f in exits))
+
+
+def cascade_curve(probabilities, labels, macs, thresholds=None) -> pd.DataFrame:
+    """:func:`simulate_cascade` over many thresholds: the accuracy vs average-MACs curve.
+
+    ``thresholds`` defaults to 0, 0.05, ..., 1. Returns one row per threshold: ``threshold,
+    accuracy, average_macs, exit_1 ... exit_n``.
+    """
+    thresholds = np.linspace(0, 1, 21) if thresholds is None else thresholds
+    return pd.DataFrame([simulate_cascade(probabilities, labels, macs, t).to_dict() for t in thresholds])
+
+
+def choose_threshold(probabilities, labels, macs, target_accuracy, thresholds=None) -> CascadeOutcome:
+    """The cheapest threshold whose accuracy on these (validation) images reaches ``target_accuracy``.
+
+    Choose on a validation split, then report the chosen threshold on the test split.
+
+    Raises
+    ------
+    ValueError
+        ``target_accuracy`` outside [0, 1], or no threshold reaches it (the message gives the best).
+
+    Examples
+    --------
+    >>> small = [[0.9, 0.1], [0.55, 0.45]]
+    >>> large = [[0.8, 0.2], [0.1, 0.9]]
+    >>> choose_threshold([small, large], [0, 1], [10, 100], target_accuracy=1.0).average_macs
+    60.0
+    """
+    target = check_number(target_accuracy, "target_accuracy", minimum=0, maximum=1)
+    curve = cascade_curve(probabilities, labels, macs, thresholds)
+    good = curve[curve.accuracy >= target]
+    if good.empty:
+        raise ValueError(f"no threshold reaches accuracy {target:.3f} on these images; the best is "
+                         f"{curve.accuracy.max():.3f} (threshold {curve.threshold[curve.accuracy.idxmax()]:g})")
+    best = good.sort_values(["average_macs", "threshold"]).iloc[0]
+    return simulate_cascade(probabilities, labels, macs, float(best.threshold))
+
+
+class Cascade:
+    """Keras models of increasing complexity, run as a cascade on real images.
+
+    Parameters
+    ----------
+    models : sequence of keras.Model
+        Cheapest first; all with the same input shape and the same number of classes.
+    macs : sequence of number
+        MACs per image of each model (e.g. ``cdp_tutorial.profile(model).totals.macs``).
+    mean, std : sequence of float
+        Normalisation the models were trained with (``Dataset.mean``, ``Dataset.std``).
+
+    Raises
+    ------
+    ValueError
+        Fewer than one model, models that disagree on input shape or classes, bad ``macs``.
+    """
+
+    def __init__(self, models, macs, mean, std):
+        models = list(models)
+        if not models or not all(isinstance(m, keras.Model) for m in models):
+            raise ValueError("models must be a non-empty sequence of keras.Model")
+        inputs = [tuple(m.inputs[0].shape[1:]) for m in models]
+        classes = [m.outputs[0].shape[-1] for m in models]
+        if len(set(inputs)) != 1:
+            raise ValueError(f"the cascade's models disagree on input shape: {inputs}; every stage must "
+                             "take the same images")
+        if len(set(classes)) != 1:
+            raise ValueError(f"the cascade's models disagree on classes: {classes} outputs")
+        if len(macs) != len(models):
+            raise ValueError(f"macs must have one entry per model ({len(models)}), got {len(macs)}")
+        self.models = models
+        self.macs = [check_number(m, f"macs[{i}]", minimum=0, include_minimum=False) for i, m in enumerate(macs)]
+        self.mean, self.std = tuple(mean), tuple(std)
+        self.input_shape = inputs[0]
+
+    def _prepare(self, images) -> np.ndarray:
+        images = np.asarray(images)
+        if images.ndim != 4 or tuple(images.shape[1:]) != self.input_shape:
+            raise ValueError(f"images must have shape (N, {', '.join(map(str, self.input_shape))}), "
+                             f"got {images.shape}")
+        return normalise(images, self.mean, self.std)
+
+    def predict(self, images, threshold) -> tuple[np.ndarray, np.ndarray]:
+        """Classify uint8 images; each stage runs only on the images still undecided.
+
+        Returns
+        -------
+        labels, exit_stage : numpy.ndarray
+            Predicted class and the (0-based) stage that decided, per image.
+        """
+        threshold = check_threshold(threshold)
+        x = self._prepare(images)
+        labels = np.full(len(x), -1)
+        stage = np.full(len(x), -1)
+        undecided = np.arange(len(x))
+        for i, model in enumerate(self.models):
+            if undecided.size == 0:
+                break
+            p = np.asarray(model.predict(x[undecided], batch_size=256, verbose=0))
+            last = i == len(self.models) - 1
+            decide = np.ones(len(undecided), dtype=bool) if last else softmax_margin(p) >= threshold
+            labels[undecided[decide]] = p[decide].argmax(axis=1)
+            stage[undecided[decide]] = i
+            undecided = undecided[~decide]
+        return labels, stage
+
+    def measure_latency(self, images, threshold, *, warmup: int = 5) -> float:
+        """Mean wall time per image of the cascade at batch size 1 (Keras on this machine's CPU), in s.
+
+        Each image runs through the stages one call at a time, as on a device serving single
+        requests; the first ``warmup`` images are run once before timing (graph tracing).
+        """
+        threshold = check_threshold(threshold)
+        warmup = check_int(warmup, "warmup", minimum=0)
+        x = self._prepare(images)
+        calls = [keras.ops.convert_to_tensor(x[i:i + 1]) for i in range(len(x))]
+
+        def run(one):
+            for i, model in enumerate(self.models):
+                p = keras.ops.convert_to_numpy(model(one, training=False))
+                if i == len(self.models) - 1 or softmax_margin(p)[0] >= threshold:
+                    return
+
+        for one in calls[:warmup]:
+            run(one)
+        start = time.perf_counter()
+        for one in calls:
+            run(one)
+        return (time.perf_counter() - start) / len(calls)

@@ -1,0 +1,333 @@
+r"""Compound shrinking: depth, width and input resolution shrunk together to a MAC budget.
+
+EdgeCompress (Kong et al., IEEE TCAD 2023) shrinks the three dimensions "according to their
+contribution to accuracy and computation"; its public code is evaluation-only, so the method here is
+ours, written to be cheap enough for a notebook:
+
+1. **Probe** (:func:`measure_contributions`): proxy-train the unshrunk model and one shrunk step per
+   dimension (drop ``k`` blocks; scale every width; lower the resolution) for an epoch and measure
+   each one's validation accuracy :math:`a_d` and MACs :math:`M_d`. A dimension's *cost* is the
+   accuracy it loses per e-fold of computation it saves,
+
+   .. math:: c_d = \frac{\max(a_0 - a_d,\ 0)}{\ln(M_0 / M_d)}.
+
+2. **Search** (:func:`search_compound`): for every depth ``k`` and resolution ``r`` on a grid, the
+   width that meets the budget :math:`B` follows (Algorithm 1 or uniform scaling on shapes, no
+   training). The MAC reduction splits into three log-shares, and the predicted accuracy loss is
+
+   .. math:: \hat L(k, r) = c_\text{depth} \ln\frac{M_0}{M(k, 32)} + c_\text{res} \ln\frac{M(k, 32)}{M(k, r)}
+             + c_\text{width} \ln\frac{M(k, r)}{B}.
+
+   The candidate with the smallest :math:`\hat L` wins (a first-order model: each dimension's cost
+   is assumed constant along it and independent of the others).
+
+Cost: ``1 + 3`` proxy trainings of ``epochs`` each, plus ``len(depths) x len(resolutions)`` model
+builds and width plans on shapes (about a second each at full size on a 2-core CPU). MACs are those
+of the *full-size* architecture, whatever width the models are trained at.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import keras
+import pandas as pd
+
+from cdp_tutorial.checks import check_choice, check_int, check_number, check_seed
+from cdp_tutorial.complexity import profile
+from cdp_tutorial.edgecompress.images import at_resolution
+from cdp_tutorial.models import build_model, droppable_blocks
+from cdp_tutorial.pruning import plan_pruning, plan_uniform
+from cdp_tutorial.training import train
+
+__all__ = ["CompoundConfig", "CompoundSearch", "DIMENSIONS", "compound_config", "measure_contributions",
+           "search_compound", "train_config"]
+
+DIMENSIONS = ("depth", "width", "resolution")
+WIDTH_METHODS = ("cdp", "uniform")
+
+
+@dataclass(frozen=True)
+class CompoundConfig:
+    """One point in depth x width x resolution: what to build, and what it costs at full size.
+
+    Attributes
+    ----------
+    model : str
+        ``"vgg16"``, ``"alexnet"``, ``"resnet50"`` or ``"mobilenetv2"``.
+    depth : int
+        Blocks dropped: the first ``depth`` of :func:`cdp_tutorial.models.droppable_blocks`.
+    resolution : int
+        Input height and width.
+    widths : dict
+        ``{conv layer: filters}`` of the full-size architecture (after the width plan).
+    macs, params : int
+        Full-size MACs per image and parameters.
+    width_method : str
+        ``"cdp"`` (Algorithm 1, FLOPs-aware), ``"uniform"``, ``"multiplier x0.75"`` or ``"none"``.
+    """
+
+    model: str
+    depth: int
+    resolution: int
+    widths: dict = field(repr=False)
+    macs: int
+    params: int
+    width_method: str
+
+    @property
+    def drop_blocks(self) -> tuple[str, ...]:
+        """The block names the builder leaves out."""
+        return droppable_blocks(self.model)[:self.depth]
+
+    @property
+    def label(self) -> str:
+        """Short description, e.g. ``"depth -3, width cdp, 24 px"``."""
+        return f"depth -{self.depth}, width {self.width_method}, {self.resolution} px"
+
+    def build(self, num_classes: int = 10, train_width: float = 1.0) -> keras.Model:
+        """Build the model, every width scaled by ``train_width`` (0.25: the quick profile's).
+
+        The caller seeds initial weights (``keras.utils.set_random_seed``) before calling.
+        """
+        m = check_number(train_width, "train_width", minimum=0, include_minimum=False, maximum=1)
+        widths = {name: max(1, round(w * m)) for name, w in self.widths.items()}
+        return build_model(self.model, num_classes=num_classes, input_shape=(self.resolution, self.resolution, 3),
+                           widths=widths, drop_blocks=self.drop_blocks)
+
+
+@dataclass(frozen=True)
+class CompoundSearch:
+    """What :func:`search_compound` returns: the chosen configuration and every candidate.
+
+    Attributes
+    ----------
+    chosen : CompoundConfig
+    candidates : pandas.DataFrame
+        One row per (depth, resolution): ``depth, resolution, macs_at_full_width, feasible,
+        depth_share, resolution_share, width_share, predicted_loss``.
+    costs : dict
+        ``{dimension: accuracy lost per e-fold of MACs}`` from the probe.
+    """
+
+    chosen: CompoundConfig
+    candidates: pd.DataFrame
+    costs: dict
+
+
+def _shaped_model(model: str, depth: int, resolution: int, num_classes: int) -> keras.Model:
+    blocks = droppable_blocks(model)
+    depth = check_int(depth, "depth", minimum=0, maximum=len(blocks))
+    resolution = check_int(resolution, "resolution", minimum=8)
+    return build_model(model, num_classes=num_classes, input_shape=(resolution, resolution, 3),
+                       drop_blocks=blocks[:depth])
+
+
+def compound_config(model: str, *, depth: int = 0, resolution: int = 32, budget=None, width_method="cdp",
+                    width_multiplier=None, num_classes: int = 10, seed: int = 0) -> CompoundConfig:
+    """Describe a shrunk network: drop ``depth`` blocks, set the resolution, then the widths.
+
+    Parameters
+    ----------
+    model : str
+        Network name (see :data:`cdp_tutorial.models.MODELS`).
+    depth : int, default 0
+        Blocks to drop, in :func:`cdp_tutorial.models.droppable_blocks` order.
+    resolution : int, default 32
+        Input size in pixels (at least 8).
+    budget : float, optional
+        MACs per image the full-size network must fit; the widths are then planned to meet it.
+    width_method : {"cdp", "uniform"}, default "cdp"
+        With a budget: Algorithm 1 (FLOPs-aware, seeded) or uniform width scaling.
+    width_multiplier : float, optional
+        Instead of a budget: every width times this, in (0, 1].
+    num_classes : int, default 10
+    seed : int, default 0
+        Seed of Algorithm 1's layer draws.
+
+    Returns
+    -------
+    CompoundConfig
+
+    Raises
+    ------
+    ValueError
+        Both ``budget`` and ``width_multiplier`` given; a budget the widths cannot reach at this
+        depth and resolution (the message says the lowest reachable); a bad depth or resolution.
+
+    Examples
+    --------
+    >>> config = compound_config("vgg16", depth=3, resolution=24, budget=60e6, width_method="uniform")
+    >>> config.macs <= 60e6, config.drop_blocks
+    (True, ('conv7', 'conv10', 'conv13'))
+    """
+    if budget is not None and width_multiplier is not None:
+        raise ValueError("give a budget or a width_multiplier, not both")
+    seed = check_seed(seed)
+    shaped = _shaped_model(model, depth, resolution, num_classes)
+    widths = {layer.name: layer.filters for layer in shaped.layers if isinstance(layer, keras.layers.Conv2D)}
+    method = "none"
+    if budget is not None:
+        method = check_choice(width_method, "width_method", WIDTH_METHODS)
+        budget = check_number(budget, "budget", minimum=0, include_minimum=False)
+        if profile(shaped).totals.macs > budget:
+            plan = (plan_pruning(shaped, "flops", budget=budget, seed=seed) if method == "cdp"
+                    else plan_uniform(shaped, "flops", budget=budget))
+            widths.update(plan.widths)
+    elif width_multiplier is not None:
+        m = check_number(width_multiplier, "width_multiplier", minimum=0, include_minimum=False, maximum=1)
+        widths = {name: max(1, round(w * m)) for name, w in widths.items()}
+        method = f"multiplier x{m:g}"
+    built = build_model(model, num_classes=num_classes, input_shape=(resolution, resolution, 3),
+                        widths=widths, drop_blocks=droppable_blocks(model)[:depth])
+    totals = profile(built).totals
+    return CompoundConfig(model=model, depth=depth, resolution=resolution, widths=widths, macs=totals.macs,
+                          params=totals.params, width_method=method)
+
+
+def train_config(config: CompoundConfig, data, *, train_width: float = 1.0, epochs: int = 3,
+                 recipe="modern", batch_size=None, seed: int = 0):
+    """Build ``config`` (seeded), train it on ``data`` at the config's resolution; return both.
+
+    Returns
+    -------
+    model : keras.Model
+    result : cdp_tutorial.training.TrainResult
+        ``result.test_accuracy`` is on ``data``'s test split (the validation split for a
+        :func:`~cdp_tutorial.edgecompress.images.holdout_validation` ``validation`` set).
+    """
+    seed = check_seed(seed)
+    keras.utils.set_random_seed(seed)
+    model = config.build(num_classes=data.num_classes, train_width=train_width)
+    result = train(model, at_resolution(data, config.resolution), recipe, epochs=epochs,
+                   batch_size=batch_size, seed=seed, verbose=0)
+    return model, result
+
+
+def measure_contributions(model: str, validation, *, depth: int = 3, width: float = 0.75, resolution: int = 24,
+                          epochs: int = 1, train_width: float = 1.0, recipe="modern", batch_size=None,
+                          seed: int = 0) -> pd.DataFrame:
+    """Proxy-train the unshrunk model and one shrunk step per dimension; measure what each costs.
+
+    Parameters
+    ----------
+    model : str
+        Network name.
+    validation : Dataset
+        Trains on its training split and scores on its test split: pass the ``validation`` set of
+        :func:`~cdp_tutorial.edgecompress.images.holdout_validation`, never the real test split.
+    depth, width, resolution : optional
+        The probe step of each dimension: blocks dropped, width multiplier in (0, 1), pixels.
+    epochs : int, default 1
+        Proxy training length (short: the ranking of dimensions matters, not the accuracy).
+    train_width : float, default 1.0
+        Width at which the probes are trained (0.25 in the quick profile).
+    recipe, batch_size, seed
+        As in :func:`cdp_tutorial.training.train`; every probe uses the same seed.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per probe: ``dimension`` (``"none"`` for the unshrunk model), ``setting``, ``macs``
+        (full size), ``accuracy`` (validation), ``log_macs_saved`` :math:`\ln(M_0/M_d)`,
+        ``accuracy_lost`` :math:`a_0 - a_d` and ``cost`` :math:`\max(a_0 - a_d, 0)/\ln(M_0/M_d)`.
+    """
+    check_number(width, "width", minimum=0, maximum=1, include_minimum=False, include_maximum=False)
+    shapes = {"none": ("unshrunk", compound_config(model, num_classes=validation.num_classes)),
+              "depth": (f"-{depth} blocks", compound_config(model, depth=depth, num_classes=validation.num_classes)),
+              "width": (f"x{width:g}", compound_config(model, width_multiplier=width,
+                                                       num_classes=validation.num_classes)),
+              "resolution": (f"{resolution} px", compound_config(model, resolution=resolution,
+                                                                 num_classes=validation.num_classes))}
+    rows = []
+    for dimension, (setting, config) in shapes.items():
+        _, result = train_config(config, validation, train_width=train_width, epochs=epochs, recipe=recipe,
+                                 batch_size=batch_size, seed=seed)
+        rows.append({"dimension": dimension, "setting": setting, "macs": config.macs,
+                     "accuracy": result.test_accuracy})
+    table = pd.DataFrame(rows)
+    base = table.iloc[0]
+    table["log_macs_saved"] = [math.log(base.macs / m) for m in table.macs]
+    table["accuracy_lost"] = base.accuracy - table.accuracy
+    table["cost"] = [max(lost, 0.0) / saved if saved > 0 else 0.0
+                     for lost, saved in zip(table.accuracy_lost, table.log_macs_saved)]
+    return table
+
+
+def search_compound(model: str, budget, contributions: pd.DataFrame, *, depths=None,
+                    resolutions=(32, 28, 24, 20, 16), width_method: str = "cdp", num_classes: int = 10,
+                    seed: int = 0) -> CompoundSearch:
+    """Choose depth and resolution by the probe's costs; the widths then meet ``budget``.
+
+    Parameters
+    ----------
+    model : str
+        Network name.
+    budget : float
+        MACs per image of the full-size architecture, below the unshrunk network's.
+    contributions : pandas.DataFrame
+        From :func:`measure_contributions` (its ``dimension`` and ``cost`` columns are used).
+    depths : sequence of int, optional
+        Blocks to try dropping; default every count from 0 to all droppable blocks.
+    resolutions : sequence of int, default (32, 28, 24, 20, 16)
+    width_method : {"cdp", "uniform"}, default "cdp"
+        How the chosen candidate's widths are planned (the search itself estimates with uniform).
+    num_classes : int, default 10
+    seed : int, default 0
+        Seed of Algorithm 1 for the chosen candidate.
+
+    Returns
+    -------
+    CompoundSearch
+
+    Raises
+    ------
+    ValueError
+        ``budget`` is not below the unshrunk network's MACs, or no candidate can reach it (the
+        message gives the smallest reachable MACs); ``contributions`` lacks a dimension.
+    """
+    width_method = check_choice(width_method, "width_method", WIDTH_METHODS)
+    costs = {}
+    for dimension in DIMENSIONS:
+        rows = contributions[contributions["dimension"] == dimension] if "dimension" in contributions else []
+        if len(rows) != 1:
+            raise ValueError(f"contributions must hold one row per dimension {DIMENSIONS} "
+                             "(from measure_contributions)")
+        costs[dimension] = float(rows["cost"].iloc[0])
+    base_macs = profile(_shaped_model(model, 0, 32, num_classes)).totals.macs
+    budget = check_number(budget, "budget", minimum=0, include_minimum=False)
+    if budget >= base_macs:
+        raise ValueError(f"budget {budget:,.0f} MACs is not below the unshrunk {model}'s {base_macs:,} MACs: "
+                         "nothing to shrink")
+    depths = range(len(droppable_blocks(model)) + 1) if depths is None else depths
+    full_res, rows, last_error = {}, [], ""
+    for depth in depths:
+        for resolution in sorted(resolutions, reverse=True):  # 32 first: the depth's full-resolution MACs
+            shaped = _shaped_model(model, depth, resolution, num_classes)
+            macs = profile(shaped).totals.macs
+            if depth not in full_res:
+                full_res[depth] = (macs if resolution == 32 else
+                                   profile(_shaped_model(model, depth, 32, num_classes)).totals.macs)
+            try:
+                if macs > budget:
+                    plan_uniform(shaped, "flops", budget=budget)
+                feasible = True
+            except ValueError as error:  # even the narrowest widths exceed the budget here
+                feasible, last_error = False, f"at depth -{depth}, {resolution} px: {error}"
+            shares = {"depth": math.log(base_macs / full_res[depth]),
+                      "resolution": math.log(full_res[depth] / macs),
+                      "width": max(math.log(macs / budget), 0.0)}
+            rows.append({"depth": depth, "resolution": resolution, "macs_at_full_width": macs,
+                         "feasible": feasible, **{f"{d}_share": s for d, s in shares.items()},
+                         "predicted_loss": sum(costs[d] * s for d, s in shares.items()) if feasible else math.inf})
+    table = pd.DataFrame(rows)
+    feasible = table[table.feasible]
+    if feasible.empty:
+        raise ValueError(f"budget {budget:,.0f} MACs is infeasible for {model} at every searched depth and "
+                         f"resolution; {last_error}")
+    # Ties (e.g. every cost 0) go to the candidate that uses most of the budget.
+    best = feasible.sort_values(["predicted_loss", "macs_at_full_width"], ascending=[True, False]).iloc[0]
+    chosen = compound_config(model, depth=int(best.depth), resolution=int(best.resolution), budget=budget,
+                             width_method=width_method, num_classes=num_classes, seed=seed)
+    return CompoundSearch(chosen=chosen, candidates=table, costs=costs)
