@@ -20,7 +20,8 @@ from cdp_tutorial.graph import analyse, check_model
 L = keras.layers
 
 
-def apply_plan(model, plan, *, keep_weights: bool = False, seed=None) -> keras.Model:
+def apply_plan(model, plan, *, keep_weights: bool = False, seed=None,
+               importance=None) -> keras.Model:
     """Build the smaller model that ``plan`` describes.
 
     Parameters
@@ -34,6 +35,12 @@ def apply_plan(model, plan, *, keep_weights: bool = False, seed=None) -> keras.M
         ``True``: copy the weights of the surviving filters and slice every layer that reads them.
     seed : int, optional
         Chooses which filters survive when ``keep_weights``; defaults to the plan's seed.
+    importance : mapping, optional
+        ``{conv layer name: 1-D scores, one per filter}``: with ``keep_weights=True`` the surviving
+        filters of that layer's channel group are the highest-scoring ones (ties broken by the
+        lower index) instead of a seeded random draw. For convs tied by an ``Add``, give the scores
+        of any layer of the group; scores given for several layers of one group are summed.
+        Groups without scores keep the seeded random choice.
 
     Returns
     -------
@@ -46,7 +53,8 @@ def apply_plan(model, plan, *, keep_weights: bool = False, seed=None) -> keras.M
         If ``model`` is not a Keras model.
     ValueError
         If the plan does not match the model (unknown layer, different original width, tied layers
-        given different widths).
+        given different widths), or ``importance`` names an unknown layer, has the wrong length,
+        holds non-finite scores, or is given without ``keep_weights=True``.
 
     Examples
     --------
@@ -58,6 +66,11 @@ def apply_plan(model, plan, *, keep_weights: bool = False, seed=None) -> keras.M
     """
     check_model(model)
     widths = _check_plan(model, plan)
+    if importance is not None and not keep_weights:
+        raise ValueError(
+            "importance chooses which trained filters survive, so it needs keep_weights=True; "
+            "without it the pruned model is freshly initialised and scores have no effect"
+        )
 
     def clone_function(layer):
         config = layer.get_config()
@@ -68,7 +81,8 @@ def apply_plan(model, plan, *, keep_weights: bool = False, seed=None) -> keras.M
 
     pruned = keras.models.clone_model(model, clone_function=clone_function)
     if keep_weights:
-        _copy_surviving_weights(model, pruned, widths, plan.seed if seed is None else seed)
+        _copy_surviving_weights(model, pruned, widths, plan.seed if seed is None else seed,
+                                importance)
     return pruned
 
 
@@ -97,16 +111,56 @@ def _check_plan(model, plan) -> dict:
     return widths
 
 
-def _copy_surviving_weights(model, pruned, widths, seed) -> None:
-    """Copy each layer's weights into ``pruned``, keeping only surviving channels on every axis."""
-    graph = analyse(model)
+def group_scores(graph, importance) -> dict:
+    """``{root group id: summed scores}`` from ``{layer name: scores}``, checked against ``graph``."""
+    scores: dict = {}
+    for name, values in dict(importance).items():
+        info = graph.layers.get(name)
+        if info is None or info.role != "producer" or info.out_layout.kind != "group":
+            producers = [n for n, i in graph.layers.items() if i.role == "producer"]
+            raise ValueError(
+                f"importance names {name!r}, which is not a conv layer of this model; scores are "
+                f"given per conv layer, e.g. {producers[:3]}"
+            )
+        group = graph.group_of(name)
+        values = np.asarray(values, dtype=float)
+        if values.ndim != 1 or len(values) != group.width:
+            raise ValueError(
+                f"importance[{name!r}] must be a 1-D array with one score per filter "
+                f"({group.width}), got shape {values.shape}"
+            )
+        if not np.all(np.isfinite(values)):
+            raise ValueError(f"importance[{name!r}] holds NaN or infinite scores")
+        scores[group.id] = scores.get(group.id, 0.0) + values
+    return scores
+
+
+def surviving_channels(graph, widths, seed, importance=None) -> dict:
+    """``{root group id: sorted indices of the channels that survive}`` for plan ``widths``.
+
+    A group with scores keeps its ``width`` highest-scoring channels (ties: lower index first);
+    otherwise a seeded random draw, one per group in plan order, as the paper removes at random.
+    """
+    scores = group_scores(graph, importance) if importance is not None else {}
     rng = np.random.default_rng(seed)
     original = graph.widths()
     kept = {gid: np.arange(w) for gid, w in original.items()}
     for name, width in widths.items():
         gid = graph.find(graph.layers[name].out_layout.group)
         if len(kept[gid]) != width and len(kept[gid]) == original[gid]:
-            kept[gid] = np.sort(rng.choice(original[gid], size=width, replace=False))
+            if gid in scores:
+                order = np.lexsort((np.arange(original[gid]), -scores[gid]))
+                kept[gid] = np.sort(order[:width])
+            else:
+                kept[gid] = np.sort(rng.choice(original[gid], size=width, replace=False))
+    return kept
+
+
+def _copy_surviving_weights(model, pruned, widths, seed, importance=None) -> None:
+    """Copy each layer's weights into ``pruned``, keeping only surviving channels on every axis."""
+    graph = analyse(model)
+    original = graph.widths()
+    kept = surviving_channels(graph, widths, seed, importance)
 
     for info in graph.layers.values():
         old = info.layer.get_weights()

@@ -127,3 +127,49 @@ def test_builder_with_plan_widths_matches_apply_plan(cifar_models, name):
     assert cdp.profile(built).totals == plan.final
     assert [(l.name, l.output.shape) for l in built.layers] == \
         [(l.name, l.output.shape) for l in cdp.apply_plan(cifar_models[name], plan).layers]
+
+
+def small_chain():
+    inputs = keras.Input((8, 8, 3))
+    x = L.Conv2D(6, 3, padding="same", name="c1")(inputs)
+    x = L.ReLU()(x)
+    x = L.Conv2D(4, 3, padding="same", name="c2")(x)
+    x = L.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, L.Dense(2, name="out")(x))
+
+
+def test_importance_keeps_the_highest_scoring_filters():
+    """The hook importance criteria build on: scores choose which trained filters survive."""
+    model = small_chain()
+    plan = cdp.plan_uniform(model, "params", target=0.6)
+    kept = plan.widths["c1"]
+    assert kept < 6
+    scores = np.array([0.1, 5.0, 0.3, 5.0, 2.0, 0.2])  # tie between filters 1 and 3
+    small = cdp.apply_plan(model, plan, keep_weights=True, importance={"c1": scores})
+    expected = np.sort(np.lexsort((np.arange(6), -scores))[:kept])
+    kernel, bias = model.get_layer("c1").get_weights()
+    new_kernel, new_bias = small.get_layer("c1").get_weights()
+    np.testing.assert_array_equal(new_kernel, kernel[..., expected])
+    np.testing.assert_array_equal(new_bias, bias[expected])
+    # the next conv reads exactly those channels
+    np.testing.assert_array_equal(small.get_layer("c2").get_weights()[0],
+                                  model.get_layer("c2").get_weights()[0][:, :, expected, :])
+
+
+@pytest.mark.parametrize("importance, message", [
+    ({"nope": np.ones(6)}, "not a conv layer"),
+    ({"c1": np.ones(5)}, "one score per filter"),
+    ({"c1": np.array([1, 2, np.nan, 0, 0, 0])}, "NaN"),
+])
+def test_bad_importance_is_refused(importance, message):
+    model = small_chain()
+    plan = cdp.plan_uniform(model, "params", target=0.6)
+    with pytest.raises(ValueError, match=message):
+        cdp.apply_plan(model, plan, keep_weights=True, importance=importance)
+
+
+def test_importance_needs_keep_weights():
+    model = small_chain()
+    plan = cdp.plan_uniform(model, "params", target=0.6)
+    with pytest.raises(ValueError, match="keep_weights=True"):
+        cdp.apply_plan(model, plan, importance={"c1": np.ones(6)})

@@ -1,0 +1,74 @@
+"""The one place that touches Keras' private API: how a functional graph is stored.
+
+Keras 3 has no public way to ask "which call of which operation produced this tensor?", and the
+channel graph (:mod:`cdp_tutorial.graph`) needs exactly that to walk a model from its outputs back
+to its input. Keras keeps the answer in private attributes (``KerasTensor._keras_history``,
+``Operation._inbound_nodes`` and the ``Node`` objects they hold). Every use of them is wrapped
+here in a small function, so a Keras upgrade that renames one breaks this file only, and
+``tests/test_graph.py`` says so at once.
+
+Tested on Keras 3.15.1 (TensorFlow 2.21). The attributes used here have been stable since Keras
+3.0; ``pyproject.toml`` bounds Keras from above at the first version we have not tested.
+"""
+
+from __future__ import annotations
+
+import keras
+
+__all__ = ["call_count", "is_input_node", "node_arguments", "node_input_tensors",
+           "node_output_tensors", "producer_of"]
+
+
+def producer_of(tensor):
+    """``(operation, node)``: the operation call that produced a symbolic ``tensor``.
+
+    Parameters
+    ----------
+    tensor : keras.KerasTensor
+        A tensor of a functional (or built Sequential) model's graph.
+
+    Returns
+    -------
+    tuple
+        The :class:`keras.Operation` (a layer, a nested model, or a raw op such as
+        ``keras.ops.relu``) and the private ``Node`` recording that one call.
+
+    Raises
+    ------
+    ValueError
+        If ``tensor`` is not part of a Keras graph.
+    """
+    history = getattr(tensor, "_keras_history", None)
+    if history is None:
+        raise ValueError(f"{tensor!r} is not a symbolic tensor of a Keras functional graph")
+    operation = history.operation
+    return operation, operation._inbound_nodes[history.node_index]
+
+
+def call_count(operation) -> int:
+    """How many times ``operation`` has been called on symbolic tensors (its node count).
+
+    A ``Sequential`` built with ``.add()`` calls its layers once per rebuild, so this counts stale
+    calls too: use it for messages, never to decide which call a model uses.
+    """
+    return len(operation._inbound_nodes)
+
+
+def is_input_node(node) -> bool:
+    """True for the node of an ``InputLayer`` (a graph's start)."""
+    return bool(node.is_input) or isinstance(node.operation, keras.layers.InputLayer)
+
+
+def node_input_tensors(node) -> list:
+    """The symbolic tensors one call read, in argument order."""
+    return list(node.input_tensors)
+
+
+def node_output_tensors(node) -> list:
+    """The symbolic tensors one call produced."""
+    return list(node.output_tensors)
+
+
+def node_arguments(node) -> tuple[tuple, dict]:
+    """``(args, kwargs)`` of one call, constants included (``x * 0.5`` gives ``(x, 0.5)``)."""
+    return tuple(node.arguments.args), dict(node.arguments.kwargs)
