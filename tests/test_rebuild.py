@@ -145,7 +145,8 @@ def test_importance_keeps_the_highest_scoring_filters():
     kept = plan.widths["c1"]
     assert kept < 6
     scores = np.array([0.1, 5.0, 0.3, 5.0, 2.0, 0.2])  # tie between filters 1 and 3
-    small = cdp.apply_plan(model, plan, keep_weights=True, importance={"c1": scores})
+    c2_scores = np.array([4.0, 3.0, 2.0, 1.0])  # keeps c2's first filters
+    small = cdp.apply_plan(model, plan, keep_weights=True, importance={"c1": scores, "c2": c2_scores})
     expected = np.sort(np.lexsort((np.arange(6), -scores))[:kept])
     kernel, bias = model.get_layer("c1").get_weights()
     new_kernel, new_bias = small.get_layer("c1").get_weights()
@@ -153,7 +154,7 @@ def test_importance_keeps_the_highest_scoring_filters():
     np.testing.assert_array_equal(new_bias, bias[expected])
     # the next conv reads exactly those channels
     np.testing.assert_array_equal(small.get_layer("c2").get_weights()[0],
-                                  model.get_layer("c2").get_weights()[0][:, :, expected, :])
+                                  model.get_layer("c2").get_weights()[0][:, :, expected, :plan.widths["c2"]])
 
 
 @pytest.mark.parametrize("importance, message", [
