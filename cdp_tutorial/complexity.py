@@ -41,6 +41,7 @@ import keras
 import numpy as np
 import pandas as pd
 
+from cdp_tutorial import channel_rules as rules
 from cdp_tutorial.graph import ChannelGraph, analyse
 
 L = keras.layers
@@ -103,29 +104,52 @@ class _Cost:
 
 
 def _layer_cost(info) -> _Cost | None:
-    """Cost coefficients of one layer, or ``None`` if it costs nothing (or we cannot count it)."""
+    """Cost coefficients of one layer, or ``None`` if it has no weights and does no MACs."""
     layer, pos = info.layer, info.out_positions
-    if isinstance(layer, L.SeparableConv2D):
-        kh, kw = layer.kernel_size
-        m = int(layer.depth_multiplier)
-        return _Cost(p_io=m, p_o=int(layer.use_bias), p_i=kh * kw * m,
-                     m_io=m * pos, m_i=kh * kw * m * pos, act=pos, kernel=f"{kh}x{kw}")
-    if isinstance(layer, L.DepthwiseConv2D):
-        kh, kw = layer.kernel_size
-        return _Cost(p_o=kh * kw + int(layer.use_bias), m_o=kh * kw * pos, act=pos,
-                     kernel=f"{kh}x{kw} dw")
-    if isinstance(layer, L.Conv2D):
-        kh, kw = layer.kernel_size
-        k = kh * kw / int(layer.groups)
-        return _Cost(p_io=k, p_o=int(layer.use_bias), m_io=k * pos, act=pos, kernel=f"{kh}x{kw}")
+    if isinstance(layer, rules.SEPARABLE_CONVS):
+        k, m = int(np.prod(layer.kernel_size)), int(layer.depth_multiplier)
+        return _Cost(p_io=m, p_o=int(layer.use_bias), p_i=k * m,
+                     m_io=m * pos, m_i=k * m * pos, act=pos, kernel=_kernel_text(layer))
+    if isinstance(layer, rules.DEPTHWISE):
+        k = int(np.prod(layer.kernel_size))
+        return _Cost(p_o=k + int(layer.use_bias), m_o=k * pos, act=pos,
+                     kernel=_kernel_text(layer) + " dw")
+    if isinstance(layer, rules.TRANSPOSED_CONVS):
+        # every *input* position scatters a K-sized kernel: MACs = K C_in C_out H_in W_in
+        k = int(np.prod(layer.kernel_size))
+        return _Cost(p_io=k, p_o=int(layer.use_bias), m_io=k * info.in_positions, act=pos,
+                     kernel=_kernel_text(layer) + " T")
+    if isinstance(layer, rules.CONVS):
+        k = int(np.prod(layer.kernel_size)) / int(layer.groups)
+        return _Cost(p_io=k, p_o=int(layer.use_bias), m_io=k * pos, act=pos,
+                     kernel=_kernel_text(layer))
     if isinstance(layer, L.Dense):
         # a Dense on an (N, H, W, C) tensor is applied at every position
         return _Cost(p_io=1, p_o=int(layer.use_bias), m_io=info.in_positions, act=pos)
-    if info.role == "channelwise" and isinstance(layer, L.BatchNormalization):
-        return _Cost(p_o=2 + int(layer.center) + int(layer.scale))
-    if info.role == "channelwise" and isinstance(layer, L.LayerNormalization):
-        return _Cost(p_o=int(layer.center) + int(layer.scale))
-    return None
+    return _weights_cost(info)
+
+
+def _kernel_text(layer) -> str:
+    return "x".join(str(int(k)) for k in layer.kernel_size)
+
+
+def _weights_cost(info) -> _Cost | None:
+    """Any other layer: its stored numbers, per output channel where a weight's last axis is the
+    channel axis (batch norm's gamma, beta, moving mean and variance; a PReLU's slopes), else as a
+    constant (a ``Normalization``'s sample count, anything inside a frozen layer)."""
+    weights = getattr(info.layer, "weights", None) or []
+    if not weights:
+        return None
+    width = rules.channels(info.out_shape)
+    per_channel = constant = 0.0
+    for w in weights:
+        shape = tuple(int(d) for d in w.shape)
+        size = int(np.prod(shape)) if shape else 1
+        if shape and shape[-1] == width and info.role == "channelwise":
+            per_channel += size / width
+        else:
+            constant += size
+    return _Cost(p_o=per_channel, p_c=constant)
 
 
 _COLUMNS = ["name", "type", "kernel", "in_channels", "out_channels", "output_size",
@@ -153,9 +177,9 @@ class CostModel:
         names, costs, a_in, a_out, self.unsupported = [], [], [], [], []
         for info in graph.layers.values():
             cost = _layer_cost(info)
+            if info.role == "unknown" and getattr(info.layer, "weights", None):
+                self.unsupported.append(f"{info.name} ({type(info.layer).__name__})")
             if cost is None:
-                if info.role == "unknown" and info.layer.weights:
-                    self.unsupported.append(f"{info.name} ({type(info.layer).__name__})")
                 continue
             row_in = np.zeros(len(col))
             row_out = np.zeros(len(col))
@@ -280,7 +304,8 @@ def profile(model, bytes_per_element=4) -> ComplexityReport:
     costs = CostModel(analyse(model), bpe)
     if costs.unsupported:
         warnings.warn(
-            "counted as zero (layer type not supported by the complexity counter): "
+            "MACs counted as zero (layer type not supported by the complexity counter; its "
+            "parameters are counted): "
             + ", ".join(costs.unsupported),
             stacklevel=2,
         )

@@ -1,37 +1,25 @@
 """The channel graph: which filters may shrink on their own, and which must shrink together.
 
-Pruning a conv layer's filters changes the width of its output tensor, and every layer that reads
-that tensor must follow: batch norm, activations and pooling pass the channels through, the next
-conv loses input channels, a ``Flatten`` + ``Dense`` loses whole columns. Some widths are *coupled*:
-the inputs of an ``Add`` must have one width, so the convs that feed it (a ResNet's last bottleneck
-conv and its shortcut, every block of a stage) can only shrink together.
+Pruning a conv layer's filters changes the width of its output tensor, and every operation that
+reads that tensor must follow: batch norm, activations and pooling pass the channels through, the
+next conv loses input channels, a ``Flatten`` + ``Dense`` loses whole columns. Some widths are
+*coupled*: the inputs of an ``Add`` must have one width, so the convs that feed it (a ResNet's last
+bottleneck conv and its shortcut, every block of a stage) can only shrink together.
 
-:func:`analyse` walks a Keras model once and answers, with no rebuilding:
+:func:`analyse` walks a Keras model once, from its outputs back to its input through the calls the
+model really uses (so a ``Sequential`` built with ``.add()``, raw ``keras.ops`` between layers and
+models nested as layers are all seen), and answers, with no rebuilding:
 
 * which **channel group** each tensor's channels belong to (a union-find over producers, merged at
-  ``Add``-like layers; Torch-Pruning's dependency graph is the same idea);
-* how each layer's input and output channels are laid out in terms of those groups
+  ``Add``-like operations; Torch-Pruning's dependency graph is the same idea);
+* how each operation's input and output channels are laid out in terms of those groups
   (:class:`Layout`: a group, a concatenation, a flatten, a depthwise multiplier), which is all the
   complexity counter and the weight slicer need;
-* which groups must never be pruned, and why (the model's input and output, dense layers, layers
-  we cannot see inside).
+* which groups must never be pruned, and why (the model's input and output, classifier heads,
+  operations we cannot see inside). ``print(analyse(model))`` shows it all.
 
-Layers are classified by what they do to channels:
-
-producer
-    ``Conv2D``, ``SeparableConv2D``, ``Dense``: choose their own output width (``filters``/``units``).
-depthwise
-    ``DepthwiseConv2D``: output channels = input channels × ``depth_multiplier``.
-channel-wise
-    ``BatchNormalization``, ``LayerNormalization`` (last axis), activations, dropout, pooling,
-    padding, cropping, up-sampling, global pooling: channels pass through unchanged.
-merge
-    ``Add``, ``Subtract``, ``Multiply``, ``Average``, ``Maximum``, ``Minimum``: all inputs share one width.
-concatenate / flatten
-    channels are stacked / repeated once per spatial position (NHWC: index ``p*C + c``).
-unknown
-    anything else: its inputs are frozen (we cannot tell how it maps channels) and its output
-    starts a new, frozen group.
+The per-operation rules are in :mod:`cdp_tutorial.channel_rules`; the private Keras API used to
+walk the graph is in :mod:`cdp_tutorial.keras_internals`.
 """
 
 from __future__ import annotations
@@ -39,78 +27,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import keras
-import numpy as np
+
+
+from cdp_tutorial import channel_rules as rules
+from cdp_tutorial import keras_internals as internals
+from cdp_tutorial.layouts import Layout
 
 L = keras.layers
-
-PRODUCERS = (L.Conv2D, L.SeparableConv2D, L.Dense)
-DEPTHWISE = (L.DepthwiseConv2D,)
-MERGES = (L.Add, L.Subtract, L.Multiply, L.Average, L.Maximum, L.Minimum)
-CHANNELWISE = (
-    L.BatchNormalization,
-    L.Activation, L.ReLU, L.LeakyReLU, L.ELU, L.Softmax,
-    L.Dropout, L.SpatialDropout2D, L.GaussianNoise, L.GaussianDropout, L.AlphaDropout,
-    L.MaxPooling2D, L.AveragePooling2D, L.GlobalAveragePooling2D, L.GlobalMaxPooling2D,
-    L.ZeroPadding2D, L.Cropping2D, L.UpSampling2D, L.Identity, L.Rescaling,
-    L.ActivityRegularization, L.Resizing, L.RandomFlip, L.RandomCrop, L.RandomTranslation,
-    L.RandomRotation, L.RandomZoom, L.RandomContrast,
-)
-
-
-# --------------------------------------------------------------------------------------------
-# Layouts: how a tensor's channels are made of group channels
-# --------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Layout:
-    """The channels of one tensor, expressed in channel groups.
-
-    ``kind`` is one of
-
-    ``"group"``   the channels of group ``group``, in order;
-    ``"concat"``  the channels of ``parts``, one after another (``Concatenate``);
-    ``"repeat"``  ``factor`` copies of ``parts[0]``, position-major (``Flatten`` of NHWC: ``p*C + c``);
-    ``"expand"``  each channel of ``parts[0]`` repeated ``factor`` times in place
-                  (``DepthwiseConv2D`` with ``depth_multiplier``: channel ``c*m + j``).
-    """
-
-    kind: str
-    group: int | None = None
-    parts: tuple["Layout", ...] = ()
-    factor: int = 1
-
-    def coefficients(self, find) -> dict[int, int]:
-        """Width as a linear combination of group widths: ``{root group: multiplier}``."""
-        if self.kind == "group":
-            return {find(self.group): 1}
-        total: dict[int, int] = {}
-        for part in self.parts:
-            for g, c in part.coefficients(find).items():
-                total[g] = total.get(g, 0) + c * (self.factor if self.kind != "concat" else 1)
-        return total
-
-    def indices(self, kept: dict[int, np.ndarray], widths: dict[int, int], find) -> np.ndarray:
-        """Indices (into the original tensor) of the channels that survive pruning.
-
-        ``kept[g]`` holds the surviving channel indices of root group ``g``; ``widths[g]`` its
-        original width.
-        """
-        if self.kind == "group":
-            return kept[find(self.group)]
-        if self.kind == "concat":
-            out, offset = [], 0
-            for part in self.parts:
-                out.append(part.indices(kept, widths, find) + offset)
-                offset += part.width(widths, find)
-            return np.concatenate(out)
-        inner = self.parts[0].indices(kept, widths, find)
-        if self.kind == "repeat":
-            c = self.parts[0].width(widths, find)
-            return (np.arange(self.factor)[:, None] * c + inner[None, :]).ravel()
-        # "expand": depthwise channel c*m + j for each surviving input channel c
-        return (inner[:, None] * self.factor + np.arange(self.factor)[None, :]).ravel()
-
-    def width(self, widths: dict[int, int], find) -> int:
-        return int(sum(c * widths[g] for g, c in self.coefficients(find).items()))
 
 
 # --------------------------------------------------------------------------------------------
@@ -118,10 +41,10 @@ class Layout:
 # --------------------------------------------------------------------------------------------
 @dataclass
 class LayerInfo:
-    """One layer of the model, as the channel graph sees it."""
+    """One operation of the model (a layer or a raw op), as the channel graph sees it."""
 
     name: str
-    layer: object
+    layer: object  # the keras.Operation (a Layer, or a raw op with no weights)
     role: str  # "input", "producer", "depthwise", "channelwise", "merge", "concat", "flatten", "unknown"
     parents: list[str]
     in_layout: Layout | None
@@ -129,6 +52,8 @@ class LayerInfo:
     in_positions: int  # spatial positions per input channel (H*W; 1 after flattening)
     out_positions: int
     out_shape: tuple
+    in_shape: tuple = ()
+    scope: str = ""  # the nested model it sits in ("" for the top level)
 
 
 @dataclass
@@ -154,9 +79,19 @@ class Group:
         more = len(self.producers) - 1
         return self.producers[0] + (f" (+{more} tied)" if more else "")
 
+    def describe(self) -> str:
+        """One paragraph: width, producers, what ties them and why the group is frozen."""
+        made = ", ".join(self.producers) if self.producers else "no conv (made by an input or op)"
+        lines = [f"{self.name}: {self.width} channels from {made}"]
+        if self.merged_by:
+            lines.append("  tied by " + ", ".join(self.merged_by))
+        lines.append("  FROZEN: " + "; ".join(self.frozen_by) if self.frozen_by
+                     else "  prunable" + (" (coupled: needs coupled='tie')" if self.coupled else ""))
+        return "\n".join(lines)
+
 
 class ChannelGraph:
-    """The result of :func:`analyse`: layers in topological order, their layouts, and the groups."""
+    """The result of :func:`analyse`: operations in topological order, their layouts, and the groups."""
 
     def __init__(self, model, layers, groups, parent, unknown):
         self.model = model
@@ -175,10 +110,18 @@ class ChannelGraph:
 
     def group_of(self, layer_name: str) -> Group:
         """The group a producer layer's output belongs to."""
+        if layer_name not in self.layers:
+            raise ValueError(f"the model has no layer named {layer_name!r}")
         info = self.layers[layer_name]
         if info.out_layout.kind != "group":
             raise ValueError(f"layer {layer_name!r} does not produce a single channel group")
         return self.groups[self.find(info.out_layout.group)]
+
+    def layer(self, name: str):
+        """The layer called ``name``, looked up inside nested models too (``model.get_layer`` is not)."""
+        if name not in self.layers:
+            raise ValueError(f"the model has no layer named {name!r}")
+        return self.layers[name].layer
 
     def prunable_groups(self, coupled: str = "skip") -> list[Group]:
         """Groups Algorithm 1 may shrink, in model order.
@@ -198,27 +141,20 @@ class ChannelGraph:
     def widths(self) -> dict[int, int]:
         return {gid: g.width for gid, g in self.groups.items()}
 
+    def summary(self) -> str:
+        """Every channel group with a producer: what is coupled to what, and why a group is frozen."""
+        groups = [g for g in self.groups.values() if g.producers]
+        free = sum(1 for g in groups if not g.frozen_by and not g.coupled)
+        tied = sum(1 for g in groups if not g.frozen_by and g.coupled)
+        head = (f"ChannelGraph of {self.model.name!r}: {len(self.layers)} operations, "
+                f"{len(groups)} channel groups ({free} prunable, {tied} prunable only with "
+                f"coupled='tie', {len(groups) - free - tied} frozen)")
+        return "\n".join([head] + [g.describe() for g in groups])
 
-def _channels(shape) -> int:
-    return int(shape[-1]) if len(shape) > 1 else 1
+    __str__ = summary
 
-
-def _positions(shape) -> int:
-    return int(np.prod([int(d) for d in shape[1:-1]])) if len(shape) > 2 else 1
-
-
-def _single_node(layer):
-    nodes = layer._inbound_nodes
-    if len(nodes) != 1:
-        raise ValueError(
-            f"layer {layer.name!r} is called {len(nodes)} times in the model; shared layers are not "
-            "supported (give each call its own layer)"
-        )
-    return nodes[0]
-
-
-def _tensor_shape(tensor) -> tuple:
-    return tuple(tensor.shape)
+    def __repr__(self) -> str:
+        return self.summary().splitlines()[0]
 
 
 def check_model(model) -> None:
@@ -227,13 +163,18 @@ def check_model(model) -> None:
         raise TypeError(
             f"expected a keras.Model (Sequential or functional), got {type(model).__name__}"
         )
-    if not model.built or not getattr(model, "inputs", None):
+    try:
+        inputs = model.inputs
+    except (AttributeError, ValueError):
+        inputs = None
+    if not model.built or not inputs:
         raise ValueError(
-            "the model has no known input shape; build it with keras.Input(...) "
-            "(functional) or keras.Sequential([keras.Input(shape), ...])"
+            "the model has no known input shape (a subclassed model, or a Sequential never "
+            "built on an Input); build it with keras.Input(...) (functional) or "
+            "keras.Sequential([keras.Input(shape), ...])"
         )
-    if len(model.inputs) != 1:
-        raise ValueError(f"only single-input models are supported; this one has {len(model.inputs)}")
+    if len(inputs) != 1:
+        raise ValueError(f"only single-input models are supported; this one has {len(inputs)}")
 
 
 def analyse(model) -> ChannelGraph:
@@ -242,11 +183,20 @@ def analyse(model) -> ChannelGraph:
     Parameters
     ----------
     model : keras.Model
-        A built Sequential or functional model with one input.
+        A built Sequential or functional model with one input. Models nested as layers are
+        walked inside; raw ``keras.ops`` between layers are classified too.
 
     Returns
     -------
     ChannelGraph
+
+    Raises
+    ------
+    TypeError
+        If ``model`` is not a Keras model.
+    ValueError
+        If it has no input shape, several inputs, a ``channels_first`` layer, or a layer called
+        at two places of the graph (shared layers; the message names it).
 
     Examples
     --------
@@ -256,164 +206,209 @@ def analyse(model) -> ChannelGraph:
     ['conv2_block1_0_conv', 'conv2_block1_3_conv']
     """
     check_model(model)
-    parent: list[int] = []
-    raw_width: list[int] = []
-    producers: dict[int, list[str]] = {}
-    merged_by: dict[int, list[str]] = {}
-    frozen_by: dict[int, list[str]] = {}
+    builder = _Builder()
+    layouts = {id(model.inputs[0]): builder.new_group(rules.channels(model.inputs[0].shape),
+                                                      frozen="model input")}
+    builder.walk(model.outputs, layouts, scope="", top=model)
+    for out in model.outputs:
+        builder.freeze(layouts[id(out)], "model output")
+    return builder.graph(model)
 
-    def new_group(width: int, producer: str | None = None, frozen: str | None = None) -> Layout:
-        gid = len(parent)
-        parent.append(gid)
-        raw_width.append(width)
-        producers[gid] = [producer] if producer else []
-        merged_by[gid], frozen_by[gid] = [], [frozen] if frozen else []
+
+class _Builder:
+    """Union-find over channel groups, filled in by walking the graph's nodes in order."""
+
+    def __init__(self):
+        self.parent: list[int] = []
+        self.raw_width: list[int] = []
+        self.producers: dict[int, list[str]] = {}
+        self.merged_by: dict[int, list[str]] = {}
+        self.frozen_by: dict[int, list[str]] = {}
+        self.layers: dict[str, LayerInfo] = {}
+        self.unknown: list[str] = []
+
+    # -- union-find ---------------------------------------------------------------------------
+    def new_group(self, width: int, producer: str | None = None, frozen: str | None = None) -> Layout:
+        gid = len(self.parent)
+        self.parent.append(gid)
+        self.raw_width.append(width)
+        self.producers[gid] = [producer] if producer else []
+        self.merged_by[gid], self.frozen_by[gid] = [], [frozen] if frozen else []
         return Layout("group", group=gid)
 
-    def find(g: int) -> int:
+    def find(self, g: int) -> int:
+        parent = self.parent
         while parent[g] != g:
             parent[g] = parent[parent[g]]
             g = parent[g]
         return g
 
-    def union(a: int, b: int) -> None:
-        ra, rb = find(a), find(b)
+    def union(self, a: int, b: int) -> None:
+        ra, rb = self.find(a), self.find(b)
         if ra != rb:
-            parent[rb] = ra
+            self.parent[rb] = ra
 
-    def freeze(layout: Layout, reason: str) -> None:
-        for g in layout.coefficients(find):
-            frozen_by[g].append(reason)
+    def freeze(self, layout: Layout, reason: str) -> None:
+        for g in layout.coefficients(self.find):
+            self.frozen_by[g].append(reason)
 
-    layers: dict[str, LayerInfo] = {}
-    unknown: list[str] = []
-    for layer in _topological(model):
-        name = layer.name
-        if isinstance(layer, keras.layers.InputLayer):
-            shape = _tensor_shape(layer.output)
-            layers[name] = LayerInfo(name, layer, "input", [], None,
-                                     new_group(_channels(shape), frozen="model input"),
-                                     _positions(shape), _positions(shape), shape)
-            continue
-        node = _single_node(layer)
-        in_tensors = list(node.input_tensors)
-        parent_names = [t._keras_history.operation.name for t in in_tensors]
-        in_layouts = []
-        for pname, tensor in zip(parent_names, in_tensors):
-            if pname in layers:
-                in_layouts.append(layers[pname].out_layout)
-            else:  # a tensor from outside model.layers (a raw op, or a Sequential's input)
-                shape = _tensor_shape(tensor)
-                reason = "model input" if tensor is model.inputs[0] else f"produced by {pname!r}"
-                in_layouts.append(new_group(_channels(shape), frozen=reason))
-        out_shape = _tensor_shape(layer.output)
-        in_shape = _tensor_shape(in_tensors[0])
-        in_layout = in_layouts[0]
-        role, out_layout = _classify(layer, in_layouts, in_shape, out_shape, new_group, union,
-                                     freeze, merged_by, find)
-        if role == "unknown":
-            unknown.append(name)
-        layers[name] = LayerInfo(name, layer, role, parent_names, in_layout, out_layout,
-                                 _positions(in_shape), _positions(out_shape), out_shape)
+    # -- the walk -----------------------------------------------------------------------------
+    def walk(self, outputs, layouts: dict, scope: str, top) -> None:
+        """Visit every call that ``outputs`` depend on, inputs first; ``layouts`` maps tensors."""
+        for operation, node in _nodes_in_order(outputs, layouts):
+            in_tensors = internals.node_input_tensors(node)
+            out_tensors = internals.node_output_tensors(node)
+            missing = [t for t in in_tensors if id(t) not in layouts]
+            if missing:
+                raise ValueError(f"{operation.name!r} reads a tensor that is not computed from the "
+                                 "model's single input; only single-input models are supported")
+            in_layouts = [layouts[id(t)] for t in in_tensors]
+            if _is_nested_model(operation):
+                self._enter(operation, in_tensors, out_tensors, layouts, scope)
+                continue
+            rules.check_channels_last(operation)
+            name = operation.name
+            if name in self.layers:
+                raise ValueError(
+                    f"layer {name!r} is used at two places of the model (a shared layer, or two "
+                    "layers with one name in nested models); shared layers cannot be pruned: give "
+                    "each use its own layer"
+                )
+            in_shape = tuple(in_tensors[0].shape) if in_tensors else ()
+            out_shape = tuple(out_tensors[0].shape)
+            args, kwargs = internals.node_arguments(node)
+            constants = [a for a in list(args) + list(kwargs.values())
+                         if not isinstance(a, keras.KerasTensor)]
+            role, out_layout = self._classify(operation, in_layouts, in_shape, out_shape,
+                                              in_tensors, constants)
+            out_layouts = [out_layout] + [
+                self.new_group(rules.channels(t.shape), None, f"extra output of {name!r}")
+                for t in out_tensors[1:]]
+            if role == "unknown":
+                self.unknown.append(name)
+            for tensor, lay in zip(out_tensors, out_layouts):
+                layouts[id(tensor)] = lay
+            parents = [internals.producer_of(t)[0].name for t in in_tensors]
+            self.layers[name] = LayerInfo(
+                name, operation, role, parents, in_layouts[0] if in_layouts else None,
+                out_layout, rules.positions(in_shape) if in_shape else 1,
+                rules.positions(out_shape), out_shape, in_shape, scope)
 
-    for out in model.outputs:
-        src = out._keras_history.operation.name
-        if src in layers:
-            freeze(layers[src].out_layout, "model output")
+    def _enter(self, model, in_tensors, out_tensors, layouts, scope) -> None:
+        """Walk a model used as a layer: its inputs are the outer call's inputs."""
+        inner_in, inner_out = list(model.inputs), list(model.outputs)
+        if len(inner_in) != len(in_tensors) or len(inner_out) != len(out_tensors):
+            raise ValueError(f"nested model {model.name!r} is called with a different number of "
+                             "inputs or outputs than it declares; it cannot be walked")
+        for inner, outer in zip(inner_in, in_tensors):
+            layouts[id(inner)] = layouts[id(outer)]
+        self.walk(inner_out, layouts, f"{scope}{model.name}/", top=model)
+        for inner, outer in zip(inner_out, out_tensors):
+            layouts[id(outer)] = layouts[id(inner)]
 
-    groups: dict[int, Group] = {}
-    for gid in range(len(parent)):
-        root = find(gid)
-        grp = groups.setdefault(root, Group(root, raw_width[root]))
-        grp.producers += producers[gid]
-        grp.merged_by += merged_by[gid]
-        grp.frozen_by += frozen_by[gid]
-    # keep producer order as in the model
-    order = {name: i for i, name in enumerate(layers)}
-    for grp in groups.values():
-        grp.producers.sort(key=order.__getitem__)
-        grp.merged_by = sorted(set(grp.merged_by), key=order.__getitem__)
-        grp.frozen_by = list(dict.fromkeys(grp.frozen_by))
-    groups = dict(sorted(groups.items(), key=lambda kv: min(
-        (order[p] for p in kv[1].producers), default=-1)))
-    return ChannelGraph(model, layers, groups, parent, unknown)
-
-
-def _classify(layer, in_layouts, in_shape, out_shape, new_group, union, freeze, merged_by, find):
-    """Role of ``layer`` and the layout of its output (see the module docstring)."""
-    name = layer.name
-    in_layout = in_layouts[0]
-    if isinstance(layer, PRODUCERS):
-        groups = getattr(layer, "groups", 1)
-        if groups != 1:
-            freeze(in_layout, f"grouped conv {name!r}")
-            return "producer", new_group(_channels(out_shape), name, f"grouped conv {name!r}")
-        if isinstance(layer, L.Dense):
-            return "producer", new_group(_channels(out_shape), name,
-                                         f"dense layer {name!r} (only conv filters are pruned)")
-        return "producer", new_group(_channels(out_shape), name)
-    if isinstance(layer, DEPTHWISE):
-        m = int(layer.depth_multiplier)
-        return "depthwise", in_layout if m == 1 else Layout("expand", parts=(in_layout,), factor=m)
-    if isinstance(layer, L.LayerNormalization):
-        axis = layer.axis if isinstance(layer.axis, (list, tuple)) else [layer.axis]
-        if [a % len(in_shape) for a in axis] == [len(in_shape) - 1]:
+    def _classify(self, op, in_layouts, in_shape, out_shape, in_tensors, constants):
+        """Role of ``op`` and the layout of its (first) output (see :mod:`channel_rules`)."""
+        name, kind = op.name, type(op).__name__
+        in_layout = in_layouts[0] if in_layouts else None
+        out_channels = rules.channels(out_shape)
+        if isinstance(op, rules.PRODUCERS):
+            if getattr(op, "groups", 1) != 1:
+                self.freeze(in_layout, f"grouped conv {name!r}")
+                return "producer", self.new_group(out_channels, name, f"grouped conv {name!r}")
+            if isinstance(op, L.Dense) and len(in_shape) <= 2:
+                return "producer", self.new_group(
+                    out_channels, name, f"dense layer {name!r} (only conv filters are pruned)")
+            return "producer", self.new_group(out_channels, name)
+        if isinstance(op, rules.DEPTHWISE):
+            m = int(op.depth_multiplier)
+            return "depthwise", in_layout if m == 1 else Layout("expand", parts=(in_layout,), factor=m)
+        if isinstance(op, rules.CHANNELWISE + rules.FREEZING_PASSTHROUGH) and len(in_layouts) == 1:
+            reason = rules.passthrough_freeze_reason(op, in_shape, out_shape)
+            if reason is None:
+                return "channelwise", in_layout
+            if rules.channels(in_shape) == out_channels:
+                self.freeze(in_layout, reason)
+                return "channelwise", in_layout
+        elif rules.is_elementwise_op(op, len(in_tensors), constants) and \
+                tuple(in_shape) == tuple(out_shape):
             return "channelwise", in_layout
-    elif isinstance(layer, L.BatchNormalization):
-        if layer.axis % len(in_shape) == len(in_shape) - 1:
-            return "channelwise", in_layout
-    elif isinstance(layer, CHANNELWISE):
-        if _channels(out_shape) == _channels(in_shape):
-            return "channelwise", in_layout
-    elif isinstance(layer, MERGES):
-        if all(lay.kind == "group" for lay in in_layouts):
-            for lay in in_layouts[1:]:
-                union(in_layout.group, lay.group)
-            merged_by[in_layout.group].append(name)
-            return "merge", in_layout
-        for lay in in_layouts:  # merging concatenations etc.: we cannot tie those, so freeze them
-            freeze(lay, f"merge of mixed channels at {name!r}")
-        return "merge", in_layout
-    elif isinstance(layer, L.Concatenate):
-        if layer.axis % len(in_shape) == len(in_shape) - 1:
+        elif isinstance(op, rules.MERGES) or rules.is_merge_op(op, len(in_tensors)):
+            return "merge", self._merge(name, in_layouts, in_tensors, out_channels)
+        elif isinstance(op, L.Concatenate) and op.axis % len(in_shape) == len(in_shape) - 1:
             return "concat", Layout("concat", parts=tuple(in_layouts))
-    elif isinstance(layer, L.Flatten):
-        positions = _positions(in_shape)
-        return "flatten", in_layout if positions == 1 else Layout(
-            "repeat", parts=(in_layout,), factor=positions)
-    for lay in in_layouts:
-        freeze(lay, f"read by unsupported layer {name!r} ({type(layer).__name__})")
-    return "unknown", new_group(_channels(out_shape), None,
-                                f"output of unsupported layer {name!r} ({type(layer).__name__})")
+        elif isinstance(op, L.Flatten):
+            pos = rules.positions(in_shape)
+            return "flatten", in_layout if pos == 1 else Layout("repeat", parts=(in_layout,), factor=pos)
+        for lay in in_layouts:
+            self.freeze(lay, f"read by {name!r} ({kind}), whose channel mapping is unknown")
+        return "unknown", self.new_group(out_channels, None, f"output of {name!r} ({kind})")
+
+    def _merge(self, name, in_layouts, in_tensors, out_channels) -> Layout:
+        """Tie the inputs whose channel axis equals the output's; a 1-channel broadcast stays apart."""
+        tied = [lay for lay, t in zip(in_layouts, in_tensors)
+                if rules.channels(t.shape) == out_channels]
+        if all(lay.kind == "group" for lay in tied):
+            for lay in tied[1:]:
+                self.union(tied[0].group, lay.group)
+            if len(tied) > 1:
+                self.merged_by[tied[0].group].append(name)
+            return tied[0]
+        for lay in tied:  # merging concatenations etc.: we cannot tie those, so freeze them
+            self.freeze(lay, f"merge of mixed channels at {name!r}")
+        return tied[0]
+
+    def graph(self, model) -> ChannelGraph:
+        groups: dict[int, Group] = {}
+        for gid in range(len(self.parent)):
+            root = self.find(gid)
+            grp = groups.setdefault(root, Group(root, self.raw_width[root]))
+            grp.producers += self.producers[gid]
+            grp.merged_by += self.merged_by[gid]
+            grp.frozen_by += self.frozen_by[gid]
+        order = {name: i for i, name in enumerate(self.layers)}  # keep model order
+        for grp in groups.values():
+            grp.producers.sort(key=order.__getitem__)
+            grp.merged_by = sorted(set(grp.merged_by), key=order.__getitem__)
+            grp.frozen_by = list(dict.fromkeys(grp.frozen_by))
+        groups = dict(sorted(groups.items(), key=lambda kv: min(
+            (order[p] for p in kv[1].producers), default=-1)))
+        return ChannelGraph(model, self.layers, groups, self.parent, self.unknown)
 
 
-def _topological(model) -> list:
-    """The model's layers with every layer after the layers it reads (Sequential: in order)."""
-    layers = list(model.layers)
-    by_name = {layer.name: layer for layer in layers}
-    if isinstance(model, keras.Sequential):
-        return layers
-    seen: set[str] = set()
-    order: list = []
+def _is_nested_model(operation) -> bool:
+    """A functional or Sequential model used as a layer (a subclassed one is opaque: unknown)."""
+    if not isinstance(operation, keras.Model):
+        return False
+    try:
+        return bool(operation.inputs) and bool(operation.outputs)
+    except (AttributeError, ValueError):
+        return False
 
-    def visit(layer):
-        stack = [(layer, False)]
-        while stack:
-            current, done = stack.pop()
-            if done:
-                if current.name not in seen:
-                    seen.add(current.name)
-                    order.append(current)
-                continue
-            if current.name in seen:
-                continue
-            stack.append((current, True))
-            if not isinstance(current, keras.layers.InputLayer):
-                for t in _single_node(current).input_tensors:
-                    p = by_name.get(t._keras_history.operation.name)
-                    if p is not None and p.name not in seen:
-                        stack.append((p, False))
 
-    for layer in layers:
-        visit(layer)
+def _nodes_in_order(outputs, layouts: dict) -> list:
+    """``(operation, node)`` of every call the ``outputs`` depend on, each after its inputs.
+
+    Tensors already in ``layouts`` (the graph's inputs) stop the walk. Iterative, for deep models.
+    """
+    order, done, stack = [], set(), []
+    for tensor in reversed(list(outputs)):
+        if id(tensor) not in layouts:
+            stack.append((internals.producer_of(tensor), False))
+    while stack:
+        (operation, node), expanded = stack.pop()
+        if id(node) in done:
+            continue
+        if expanded:
+            done.add(id(node))
+            order.append((operation, node))
+            continue
+        if internals.is_input_node(node):
+            raise ValueError(f"the model reads input {operation.name!r}, which is not its single "
+                             "input; only single-input models are supported")
+        stack.append(((operation, node), True))
+        for tensor in reversed(internals.node_input_tensors(node)):
+            if id(tensor) not in layouts:
+                parent = internals.producer_of(tensor)
+                if id(parent[1]) not in done:
+                    stack.append((parent, False))
     return order
