@@ -68,6 +68,10 @@ def bytes_per_element_of(value) -> int:
     return int(value)
 
 
+#: The ``Totals`` field each pruning mode budgets: the FLOPs-aware mode counts MACs, like the paper.
+MODE_QUANTITY = {"params": "params", "flops": "macs", "memory": "memory_bytes"}
+
+
 @dataclass(frozen=True)
 class Totals:
     """Whole-model complexity. ``flops`` is always ``2 * macs``."""
@@ -80,9 +84,20 @@ class Totals:
     def as_dict(self) -> dict:
         return asdict(self)
 
+    def mode_total(self, mode: str) -> int:
+        """The total a pruning mode budgets, in that mode's unit (see :data:`MODE_QUANTITY`).
+
+        ``"flops"`` gives **MACs** (``self.macs``), as the paper's FLOPs are multiply-accumulates;
+        ``self.flops`` is ``2 * macs``, for comparison with tools that count multiply and add apart.
+
+        >>> Totals(params=10, macs=100, flops=200, memory_bytes=40).mode_total("flops")
+        100
+        """
+        return getattr(self, MODE_QUANTITY[mode])
+
     def of(self, mode: str) -> int:
-        """The total that a pruning mode (``"params"``, ``"flops"``, ``"memory"``) budgets."""
-        return {"params": self.params, "flops": self.macs, "memory": self.memory_bytes}[mode]
+        """Deprecated name of :meth:`mode_total` (kept so older notebooks run)."""
+        return self.mode_total(mode)
 
 
 # --------------------------------------------------------------------------------------------

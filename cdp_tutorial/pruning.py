@@ -208,13 +208,13 @@ class PruningPlan:
     @property
     def reduction(self) -> dict:
         """Fraction of each complexity removed: ``{"params": .., "flops": .., "memory": ..}``."""
-        return {m: 1.0 - self.final.of(m) / self.baseline.of(m) for m in ("params", "flops", "memory")}
+        return {m: 1.0 - self.final.mode_total(m) / self.baseline.mode_total(m) for m in ("params", "flops", "memory")}
 
     def summary(self) -> str:
         label = ABBREVIATIONS[self.mode] if self.method == "cdp" else "uniform"
         red = self.reduction
         unit = {"params": "parameters", "flops": "MACs", "memory": "bytes"}[self.mode]
-        return (f"{self.model_name} {label} ({self.mode}) plan: {self.final.of(self.mode):,} {unit} "
+        return (f"{self.model_name} {label} ({self.mode}) plan: {self.final.mode_total(self.mode):,} {unit} "
                 f"<= budget {self.budget:,.0f}; removed params {red['params']:.1%}, "
                 f"MACs {red['flops']:.1%}, memory {red['memory']:.1%} "
                 f"in {len(self.history)} iterations")

@@ -15,6 +15,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 
+from cdp_tutorial import channel_rules as rules
 from cdp_tutorial.graph import analyse, check_model
 
 L = keras.layers
@@ -65,7 +66,8 @@ def apply_plan(model, plan, *, keep_weights: bool = False, seed=None,
     True
     """
     check_model(model)
-    widths = _check_plan(model, plan)
+    graph = analyse(model)
+    widths = _check_plan(graph, plan)
     if importance is not None and not keep_weights:
         raise ValueError(
             "importance chooses which trained filters survive, so it needs keep_weights=True; "
@@ -75,28 +77,31 @@ def apply_plan(model, plan, *, keep_weights: bool = False, seed=None,
     def clone_function(layer):
         config = layer.get_config()
         if layer.name in widths:
-            key = "units" if isinstance(layer, L.Dense) else "filters"
-            config[key] = widths[layer.name]
+            config[_width_key(layer)] = widths[layer.name]
         return layer.__class__.from_config(config)
 
-    pruned = keras.models.clone_model(model, clone_function=clone_function)
+    # recursive: a model nested as a layer (a backbone) is rebuilt layer by layer, so its convs shrink
+    pruned = keras.models.clone_model(model, clone_function=clone_function, recursive=True)
     if keep_weights:
-        _copy_surviving_weights(model, pruned, widths, plan.seed if seed is None else seed,
-                                importance)
+        _copy_surviving_weights(graph, analyse(pruned), widths,
+                                plan.seed if seed is None else seed, importance)
     return pruned
 
 
-def _check_plan(model, plan) -> dict:
+def _width_key(layer) -> str:
+    return "units" if isinstance(layer, L.Dense) else "filters"
+
+
+def _check_plan(graph, plan) -> dict:
     widths = dict(plan.widths)
     for name, width in widths.items():
-        try:
-            layer = model.get_layer(name)
-        except ValueError:
+        if name not in graph.layers:
             raise ValueError(
                 f"the plan names layer {name!r}, which this model does not have: was the plan made "
-                f"for another model? (plan for {plan.model_name!r}, model {model.name!r})"
-            ) from None
-        current = getattr(layer, "filters", None)
+                f"for another model? (plan for {plan.model_name!r}, model {graph.model.name!r})"
+            )
+        layer = graph.layer(name)
+        current = getattr(layer, _width_key(layer), None)
         original = plan.baseline_widths.get(name)
         if current != original:
             raise ValueError(
@@ -156,21 +161,20 @@ def surviving_channels(graph, widths, seed, importance=None) -> dict:
     return kept
 
 
-def _copy_surviving_weights(model, pruned, widths, seed, importance=None) -> None:
-    """Copy each layer's weights into ``pruned``, keeping only surviving channels on every axis."""
-    graph = analyse(model)
+def _copy_surviving_weights(graph, pruned_graph, widths, seed, importance=None) -> None:
+    """Copy each layer's weights into the pruned model, keeping only surviving channels on every axis."""
     original = graph.widths()
     kept = surviving_channels(graph, widths, seed, importance)
 
     for info in graph.layers.values():
-        old = info.layer.get_weights()
+        old = info.layer.get_weights() if hasattr(info.layer, "get_weights") else []
         if not old:
             continue
-        new_layer = pruned.get_layer(info.name)
+        new_layer = pruned_graph.layer(info.name)
         out_idx = info.out_layout.indices(kept, original, graph.find)
         in_idx = (info.in_layout.indices(kept, original, graph.find)
                   if info.in_layout is not None else None)
-        sliced = _slice_weights(info.layer, old, in_idx, out_idx)
+        sliced = _slice_weights(info.layer, old, in_idx, out_idx, rules.channels(info.out_shape))
         expected = [tuple(w.shape) for w in new_layer.get_weights()]
         if [w.shape for w in sliced] != expected:
             raise ValueError(
@@ -180,23 +184,32 @@ def _copy_surviving_weights(model, pruned, widths, seed, importance=None) -> Non
         new_layer.set_weights(sliced)
 
 
-def _slice_weights(layer, weights, in_idx, out_idx) -> list:
-    """Keep the surviving input and output channels of one layer's weights."""
-    if isinstance(layer, L.SeparableConv2D):
-        depthwise, pointwise, *bias = weights
+def _slice_weights(layer, weights, in_idx, out_idx, out_channels) -> list:
+    """Keep the surviving input and output channels of one layer's weights (channels last)."""
+    if isinstance(layer, rules.SEPARABLE_CONVS):
+        depthwise, pointwise, *bias = weights  # (..., C, m) and (..., C*m, out)
         m = depthwise.shape[-1]
         dw_out = (in_idx[:, None] * m + np.arange(m)[None, :]).ravel()
-        return [depthwise[:, :, in_idx, :], pointwise[:, :, dw_out, :][..., out_idx],
+        return [depthwise[..., in_idx, :], pointwise[..., dw_out, :][..., out_idx],
                 *[b[out_idx] for b in bias]]
-    if isinstance(layer, L.DepthwiseConv2D):
-        kernel, *bias = weights  # kernel (kh, kw, C, m); output channel c*m + j
-        return [kernel[:, :, in_idx, :], *[b[out_idx] for b in bias]]
-    if isinstance(layer, L.Conv2D):
-        kernel, *bias = weights  # kernel (kh, kw, in, out), HWIO
-        return [kernel[:, :, in_idx, :][..., out_idx], *[b[out_idx] for b in bias]]
+    if isinstance(layer, rules.DEPTHWISE):
+        kernel, *bias = weights  # kernel (..., C, m); output channel c*m + j
+        return [kernel[..., in_idx, :], *[b[out_idx] for b in bias]]
+    if isinstance(layer, rules.TRANSPOSED_CONVS):
+        kernel, *bias = weights  # kernel (..., out, in)
+        return [kernel[..., out_idx, :][..., in_idx], *[b[out_idx] for b in bias]]
+    if isinstance(layer, rules.CONVS) and int(layer.groups) > 1:
+        # kernel (..., in/groups, out): the graph freezes both sides of a grouped conv
+        if len(in_idx) != layer.kernel.shape[-2] * layer.groups or len(out_idx) != layer.filters:
+            raise ValueError(f"grouped conv {layer.name!r} cannot lose channels (its groups would "
+                             "change); it should have been frozen")
+        return weights
+    if isinstance(layer, rules.CONVS):
+        kernel, *bias = weights  # kernel (..., in, out)
+        return [kernel[..., in_idx, :][..., out_idx], *[b[out_idx] for b in bias]]
     if isinstance(layer, L.Dense):
         kernel, *bias = weights  # kernel (in, out)
         return [kernel[in_idx][:, out_idx], *[b[out_idx] for b in bias]]
-    if isinstance(layer, (L.BatchNormalization, L.LayerNormalization)):
-        return [w[out_idx] for w in weights]
-    return weights  # channel-independent weights (or an unpruned layer): copy as they are
+    # any other layer: weights whose last axis is the channel axis (batch norm, PReLU,
+    # Normalization) follow the output channels; the rest (counters, frozen layers) stay as they are
+    return [w[..., out_idx] if w.ndim and w.shape[-1] == out_channels else w for w in weights]
