@@ -72,3 +72,25 @@ def node_output_tensors(node) -> list:
 def node_arguments(node) -> tuple[tuple, dict]:
     """``(args, kwargs)`` of one call, constants included (``x * 0.5`` gives ``(x, 0.5)``)."""
     return tuple(node.arguments.args), dict(node.arguments.kwargs)
+
+
+# --------------------------------------------------------------------------- TensorFlow op determinism
+# TensorFlow's public API can only switch op determinism on (tf.config.experimental.
+# enable_op_determinism); reading it and switching it off again live in its private config module.
+# cdp_tutorial.training.train needs both to leave the setting as it found it.
+
+__all__ += ["disable_op_determinism", "op_determinism_enabled"]
+
+
+def op_determinism_enabled() -> bool:
+    """Whether TensorFlow's op determinism is on (``tf.config.experimental.enable_op_determinism``)."""
+    from tensorflow.python.framework import config as tf_config
+
+    return bool(tf_config.is_op_determinism_enabled())
+
+
+def disable_op_determinism() -> None:
+    """Switch TensorFlow's op determinism off again (the public API has no way to)."""
+    from tensorflow.python.framework import config as tf_config
+
+    tf_config.disable_op_determinism()

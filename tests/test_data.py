@@ -6,6 +6,7 @@ in the official format and record their SHA-256 in ``data.ARCHIVES``, as a new m
 
 from __future__ import annotations
 
+import doctest
 import gzip
 import hashlib
 import io
@@ -21,7 +22,8 @@ import tensorflow as tf
 import pytest
 
 from cdp_tutorial import data
-from cdp_tutorial.data import ArchiveSpec, ChecksumError, DatasetNotFoundError, load_dataset, make_pipeline
+from cdp_tutorial.data import (ArchiveSpec, ChecksumError, DatasetNotFoundError, load_dataset, make_epochs,
+                               make_pipeline, readers, sources)
 
 CLOSED_PORT_URL = "http://127.0.0.1:9/{}"  # the discard port: nothing listens, the connection is refused
 
@@ -241,7 +243,7 @@ def test_fashion_mnist_is_padded_to_32x32_and_replicated_to_3_channels(tmp_path)
 
 
 def test_missing_fashion_mnist_names_every_place_looked(tmp_path, monkeypatch):
-    monkeypatch.setattr(data, "DEBIAN_FASHION_MNIST_DIR", tmp_path / "no-debian")
+    monkeypatch.setattr(readers, "DEBIAN_FASHION_MNIST_DIR", tmp_path / "no-debian")
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "no-keras"))
 
     with pytest.raises(DatasetNotFoundError, match="apt-get install dataset-fashion-mnist") as error:
@@ -267,7 +269,7 @@ def test_fixture_is_a_balanced_fashion_mnist_subset():
 
 
 def test_fixture_checksum_is_enforced(tmp_path):
-    original = Path(data.__file__).resolve().parents[1] / "data" / "fixture" / data.FIXTURE_FILENAME
+    original = Path(__file__).resolve().parents[1] / "data" / "fixture" / data.FIXTURE_FILENAME
     copy = tmp_path / "fixture" / data.FIXTURE_FILENAME
     copy.parent.mkdir()
     shutil.copyfile(original, copy)
@@ -308,11 +310,22 @@ def test_unknown_dataset_name_lists_the_allowed_ones(name):
         load_dataset(name)
 
 
-@pytest.mark.parametrize("sizes", [{"train_size": 0}, {"test_size": -5}, {"train_size": 2001},
-                                   {"test_size": 501}, {"train_size": 1.5}, {"train_size": True}])
-def test_bad_subset_sizes_are_refused(sizes):
-    with pytest.raises(ValueError, match="_size"):
+@pytest.mark.parametrize("sizes, error", [
+    ({"train_size": 0}, ValueError), ({"test_size": -5}, ValueError), ({"train_size": 2001}, ValueError),
+    ({"test_size": 501}, ValueError), ({"train_size": 1.5}, TypeError), ({"train_size": True}, TypeError),
+])
+def test_bad_subset_sizes_are_refused(sizes, error):
+    with pytest.raises(error, match="_size"):
         load_dataset("fixture", **sizes)
+
+
+def test_numpy_integers_are_accepted_as_sizes_and_seeds_and_recorded_as_ints():
+    from_numpy = load_dataset("fixture", train_size=np.int64(50), test_size=np.int32(20), seed=np.int64(3))
+    from_python = load_dataset("fixture", train_size=50, test_size=20, seed=3)
+    np.testing.assert_array_equal(from_numpy.x_train, from_python.x_train)
+    assert from_numpy.description == from_python.description  # "seed 3", not "seed np.int64(3)"
+    with pytest.raises(ValueError, match="seed must be an integer ≥ 0, got -1"):
+        load_dataset("fixture", train_size=50, seed=-1)
 
 
 def test_data_dir_follows_the_environment(tmp_path, monkeypatch):
@@ -350,56 +363,32 @@ def test_test_split_keeps_its_order(small):
     np.testing.assert_array_equal(labels_of(make_pipeline(small, "test", batch_size=32)), small.y_test)
 
 
-def test_shuffle_is_seeded_and_new_every_epoch(small):
-    pipeline = make_pipeline(small, "train", batch_size=50, seed=7)
-    epoch1, epoch2 = labels_of(pipeline), labels_of(pipeline)
-    again = make_pipeline(small, "train", batch_size=50, seed=7)
-
-    np.testing.assert_array_equal(epoch1, labels_of(again))
-    np.testing.assert_array_equal(epoch2, labels_of(again))
-    assert not np.array_equal(epoch1, epoch2)
-    assert sorted(epoch1.tolist()) == sorted(small.y_train.tolist())
-
-
-def test_augmentation_changes_images_keeps_shapes_and_is_seeded(small):
-    plain = make_pipeline(small, "train", batch_size=200, shuffle=False)
-    augmented = make_pipeline(small, "train", batch_size=200, shuffle=False, augment=True, seed=3)
-    x_plain = next(iter(plain))[0].numpy()
-    x_aug1 = next(iter(augmented))[0].numpy()
-    x_aug2 = next(iter(augmented))[0].numpy()  # a second epoch draws new crops and flips
-    x_again = next(iter(make_pipeline(small, "train", batch_size=200, shuffle=False, augment=True,
-                                      seed=3)))[0].numpy()
-
-    assert x_aug1.shape == x_plain.shape == (200, 32, 32, 3)
-    changed = np.abs(x_aug1 - x_plain).reshape(200, -1).max(axis=1) > 1e-6
-    assert 0.8 < changed.mean() <= 1.0  # a few images draw no shift and no flip
-    np.testing.assert_array_equal(x_aug1, x_again)
-    assert not np.array_equal(x_aug1, x_aug2)
+def test_pipeline_keeps_the_stored_order_and_never_augments(small):
+    first = np.concatenate([x.numpy() for x, _ in make_pipeline(small, "train", batch_size=64)])
+    again = np.concatenate([x.numpy() for x, _ in make_pipeline(small, "train", batch_size=64)])
+    np.testing.assert_array_equal(labels_of(make_pipeline(small, "train", batch_size=64)), small.y_train)
+    np.testing.assert_array_equal(first, again)
 
 
 def test_pipeline_refuses_bad_arguments(small):
-    with pytest.raises(ValueError, match="split"):
+    with pytest.raises(ValueError, match="split must be one of \\['train', 'test'\\], got 'validation'"):
         make_pipeline(small, "validation", batch_size=8)
     with pytest.raises(ValueError, match="batch_size"):
         make_pipeline(small, "train", batch_size=0)
-    with pytest.raises(ValueError, match="train"):
-        make_pipeline(small, "test", batch_size=8, augment=True)
+    with pytest.raises(TypeError, match="augment"):  # training streams are make_epochs' job
+        make_pipeline(small, "train", batch_size=8, augment=True)
 
 
 # --------------------------------------------------------------------------- repository files
 
 
 def test_repository_file_prefers_the_checkout():
-    from cdp_tutorial.data import repository_file
-
-    path = repository_file("data/reference/paper_results.csv")
+    path = data.repository_file("data/reference/paper_results.csv")
     assert path.is_file() and path.parts[-3:] == ("data", "reference", "paper_results.csv")
 
 
 def test_repository_file_uses_the_download_cache_outside_a_checkout(tmp_path, monkeypatch):
-    from cdp_tutorial import data
-
-    monkeypatch.setattr(data, "_REPO_ROOT", tmp_path / "site-packages")  # as after `pip install git+...`
+    monkeypatch.setattr(sources, "REPO_ROOT", tmp_path / "site-packages")  # as after `pip install git+...`
     monkeypatch.setenv("CDP_DATA_DIR", str(tmp_path / "cache"))
     cached = tmp_path / "cache" / "repository" / "data" / "reference" / "x.csv"
     cached.parent.mkdir(parents=True)
@@ -408,9 +397,7 @@ def test_repository_file_uses_the_download_cache_outside_a_checkout(tmp_path, mo
 
 
 def test_repository_file_that_cannot_be_fetched_says_where_to_get_it(tmp_path, monkeypatch):
-    from cdp_tutorial import data
-
-    monkeypatch.setattr(data, "_REPO_ROOT", tmp_path / "site-packages")
+    monkeypatch.setattr(sources, "REPO_ROOT", tmp_path / "site-packages")
     monkeypatch.setenv("CDP_DATA_DIR", str(tmp_path / "cache"))
     with pytest.raises(data.DatasetNotFoundError, match="raw.githubusercontent.com/.*/data/no-such-file.csv"):
         data.repository_file("data/no-such-file.csv")
@@ -421,30 +408,44 @@ def test_repository_file_that_cannot_be_fetched_says_where_to_get_it(tmp_path, m
 
 
 def _epochs(ds, seeds, augment):
-    from cdp_tutorial.data import make_epochs
-
     batches = list(make_epochs(ds, batch_size=32, seeds=seeds, augment=augment))
     return np.concatenate([x.numpy() for x, _ in batches]), np.concatenate([y.numpy() for _, y in batches])
 
 
 @pytest.mark.parametrize("augment", [False, True])
-def test_an_epoch_depends_only_on_its_own_seed(augment):
+def test_an_epoch_depends_only_on_its_own_seed(small, augment):
     """What resuming relies on: epoch e is the same whether the stream starts at epoch 0 or at e."""
-    ds = load_dataset("fixture", train_size=100, test_size=50)
-    x_two, y_two = _epochs(ds, [5, 9], augment)
+    x_two, y_two = _epochs(small, [5, 9], augment)
     tf.random.set_seed(123)  # TensorFlow's global seed plays no part
-    x_second, y_second = _epochs(ds, [9], augment)
-    np.testing.assert_array_equal(x_two[100:], x_second)
-    np.testing.assert_array_equal(y_two[100:], y_second)
-    assert sorted(y_second.tolist()) == sorted(ds.y_train.tolist())  # a permutation of the split
-    assert not np.array_equal(y_two[:100], y_two[100:])  # another seed, another order
+    x_second, y_second = _epochs(small, [np.int64(9)], augment)  # numpy seeds are fine
+    n = len(small.y_train)
+    np.testing.assert_array_equal(x_two[n:], x_second)
+    np.testing.assert_array_equal(y_two[n:], y_second)
+    assert sorted(y_second.tolist()) == sorted(small.y_train.tolist())  # a permutation of the split
+    assert not np.array_equal(y_two[:n], y_two[n:])  # another seed, another order
 
 
-def test_make_epochs_augments_only_when_asked():
-    ds = load_dataset("fixture", train_size=100, test_size=50)
-    plain, labels = _epochs(ds, [3], False)
-    augmented, same_labels = _epochs(ds, [3], True)
-    np.testing.assert_array_equal(labels, same_labels)
-    assert plain.shape == augmented.shape and not np.allclose(plain, augmented)
+def test_augmentation_moves_or_flips_nearly_every_image_and_keeps_labels(small):
+    plain, labels = _epochs(small, [3], False)
+    augmented, same_labels = _epochs(small, [3], True)
+    np.testing.assert_array_equal(labels, same_labels)  # augmenting never reorders
+    assert plain.shape == augmented.shape == (len(small.y_train), 32, 32, 3)
+    changed = np.abs(augmented - plain).reshape(len(plain), -1).max(axis=1) > 1e-6
+    assert 0.8 < changed.mean() <= 1.0  # a few images draw no shift and no flip
+
+
+def test_make_epochs_refuses_bad_arguments(small):
     with pytest.raises(ValueError, match="one seed per epoch"):
-        _epochs(ds, [], False)
+        make_epochs(small, batch_size=32, seeds=[])
+    with pytest.raises(ValueError, match="seeds\\[1\\] must be an integer ≥ 0, got -2"):
+        make_epochs(small, batch_size=32, seeds=[1, -2])
+    with pytest.raises(TypeError, match="batch_size must be an integer"):
+        make_epochs(small, batch_size=32.0, seeds=[1])
+
+
+def test_the_docstring_examples_run():
+    from cdp_tutorial.data import datasets, pipeline
+
+    results = {m.__name__: doctest.testmod(m) for m in (sources, readers, datasets, pipeline)}
+    assert {name: r.failed for name, r in results.items() if r.failed} == {}
+    assert sum(r.attempted for r in results.values()) > 5
