@@ -6,7 +6,7 @@ Fashion-MNIST files of Debian's ``dataset-fashion-mnist`` package, stored as 28x
 compressed ``.npz``; :func:`cdp_tutorial.data.load_dataset` pads them to 32x32x3.
 
 The file is written reproducibly (fixed zip timestamps, sorted members), so remaking it from the same
-source gives the same bytes and the SHA-256 recorded in ``cdp_tutorial/data.py`` stays valid.
+source gives the same bytes and the SHA-256 recorded in ``cdp_tutorial/data/readers.py`` stays valid.
 
 Usage::
 
@@ -105,7 +105,7 @@ def main(argv=None) -> int:
     args.out.write_bytes(payload)
     print(f"wrote {args.out}")
     if digest != FIXTURE_SHA256:
-        print("Update FIXTURE_SHA256 in cdp_tutorial/data.py to the SHA-256 above.")
+        print("Update FIXTURE_SHA256 in cdp_tutorial/data/readers.py to the SHA-256 above.")
     return 0
 
 
