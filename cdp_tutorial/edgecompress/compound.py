@@ -5,11 +5,14 @@ contribution to accuracy and computation"; its public code is evaluation-only, s
 ours, written to be cheap enough for a notebook:
 
 1. **Probe** (:func:`measure_contributions`): proxy-train the unshrunk model and one shrunk step per
-   dimension (drop ``k`` blocks; scale every width; lower the resolution) for an epoch and measure
+   dimension (drop ``k`` blocks; scale every width; lower the resolution) briefly and measure
    each one's validation accuracy :math:`a_d` and MACs :math:`M_d`. A dimension's *cost* is the
    accuracy it loses per e-fold of computation it saves,
 
-   .. math:: c_d = \frac{\max(a_0 - a_d,\ 0)}{\ln(M_0 / M_d)}.
+   .. math:: c_d = \frac{a_0 - a_d}{\ln(M_0 / M_d)}.
+
+   A probe that *gained* accuracy gets a negative cost, and the search then shrinks that dimension
+   first (short trainings favour smaller networks; the grid bounds how far this extrapolates).
 
 2. **Search** (:func:`search_compound`): for every depth ``k`` and resolution ``r`` on a grid, the
    width that meets the budget :math:`B` follows (Algorithm 1 or uniform scaling on shapes, no
@@ -21,7 +24,8 @@ ours, written to be cheap enough for a notebook:
    The candidate with the smallest :math:`\hat L` wins (a first-order model: each dimension's cost
    is assumed constant along it and independent of the others).
 
-Cost: ``1 + 3`` proxy trainings of ``epochs`` each, plus ``len(depths) x len(resolutions)`` model
+Cost: ``1 + 3`` proxy trainings of ``epochs`` each (trained as long as the final models, the probes
+*are* final models: the unshrunk probe is the baseline), plus ``len(depths) x len(resolutions)`` model
 builds and width plans on shapes (about a second each at full size on a 2-core CPU). MACs are those
 of the *full-size* architecture, whatever width the models are trained at.
 """
@@ -41,7 +45,7 @@ from cdp_tutorial.models import build_model, droppable_blocks
 from cdp_tutorial.pruning import plan_pruning, plan_uniform
 from cdp_tutorial.training import train
 
-__all__ = ["CompoundConfig", "CompoundSearch", "DIMENSIONS", "compound_config", "measure_contributions",
+__all__ = ["CompoundConfig", "CompoundSearch", "DIMENSIONS", "Probes", "compound_config", "measure_contributions",
            "search_compound", "train_config"]
 
 DIMENSIONS = ("depth", "width", "resolution")
@@ -114,6 +118,25 @@ class CompoundSearch:
     chosen: CompoundConfig
     candidates: pd.DataFrame
     costs: dict
+
+
+@dataclass(frozen=True)
+class Probes:
+    """What :func:`measure_contributions` returns: the cost table and the trained probe models.
+
+    Attributes
+    ----------
+    table : pandas.DataFrame
+        One row per probe (see :func:`measure_contributions`).
+    configs, models : dict
+        ``{dimension: CompoundConfig}`` and ``{dimension: trained keras.Model}``, with
+        ``"none"`` for the unshrunk model. Trained with the final models' epochs, the probes are
+        finished models too (the unshrunk probe *is* the baseline) and nothing is trained twice.
+    """
+
+    table: pd.DataFrame
+    configs: dict = field(repr=False)
+    models: dict = field(repr=False)
 
 
 def _shaped_model(model: str, depth: int, resolution: int, num_classes: int) -> keras.Model:
@@ -206,8 +229,8 @@ def train_config(config: CompoundConfig, data, *, train_width: float = 1.0, epoc
 
 
 def measure_contributions(model: str, validation, *, depth: int = 3, width: float = 0.75, resolution: int = 24,
-                          epochs: int = 1, train_width: float = 1.0, recipe="modern", batch_size=None,
-                          seed: int = 0) -> pd.DataFrame:
+                          epochs: int = 3, train_width: float = 1.0, recipe="modern", batch_size=None,
+                          seed: int = 0) -> Probes:
     """Proxy-train the unshrunk model and one shrunk step per dimension; measure what each costs.
 
     Parameters
@@ -219,8 +242,9 @@ def measure_contributions(model: str, validation, *, depth: int = 3, width: floa
         :func:`~cdp_tutorial.edgecompress.images.holdout_validation`, never the real test split.
     depth, width, resolution : optional
         The probe step of each dimension: blocks dropped, width multiplier in (0, 1), pixels.
-    epochs : int, default 1
-        Proxy training length (short: the ranking of dimensions matters, not the accuracy).
+    epochs : int, default 3
+        Proxy training length. As long as the final models', the probes double as final models;
+        shorter is cheaper but noisier (one quick-profile epoch left every probe near chance, 9-14 %).
     train_width : float, default 1.0
         Width at which the probes are trained (0.25 in the quick profile).
     recipe, batch_size, seed
@@ -228,10 +252,12 @@ def measure_contributions(model: str, validation, *, depth: int = 3, width: floa
 
     Returns
     -------
-    pandas.DataFrame
-        One row per probe: ``dimension`` (``"none"`` for the unshrunk model), ``setting``, ``macs``
-        (full size), ``accuracy`` (validation), ``log_macs_saved`` :math:`\ln(M_0/M_d)`,
-        ``accuracy_lost`` :math:`a_0 - a_d` and ``cost`` :math:`\max(a_0 - a_d, 0)/\ln(M_0/M_d)`.
+    Probes
+        ``.table`` has one row per probe: ``dimension`` (``"none"`` for the unshrunk model),
+        ``setting``, ``macs`` (full size), ``accuracy`` (validation), ``log_macs_saved``
+        :math:`\ln(M_0/M_d)`, ``accuracy_lost`` :math:`a_0 - a_d` and ``cost``
+        :math:`(a_0 - a_d)/\ln(M_0/M_d)` (negative when shrinking gained accuracy); ``.models`` the
+        trained probes.
     """
     check_number(width, "width", minimum=0, maximum=1, include_minimum=False, include_maximum=False)
     shapes = {"none": ("unshrunk", compound_config(model, num_classes=validation.num_classes)),
@@ -240,19 +266,19 @@ def measure_contributions(model: str, validation, *, depth: int = 3, width: floa
                                                        num_classes=validation.num_classes)),
               "resolution": (f"{resolution} px", compound_config(model, resolution=resolution,
                                                                  num_classes=validation.num_classes))}
-    rows = []
+    rows, models = [], {}
     for dimension, (setting, config) in shapes.items():
-        _, result = train_config(config, validation, train_width=train_width, epochs=epochs, recipe=recipe,
-                                 batch_size=batch_size, seed=seed)
+        models[dimension], result = train_config(config, validation, train_width=train_width, epochs=epochs,
+                                                 recipe=recipe, batch_size=batch_size, seed=seed)
         rows.append({"dimension": dimension, "setting": setting, "macs": config.macs,
                      "accuracy": result.test_accuracy})
     table = pd.DataFrame(rows)
     base = table.iloc[0]
     table["log_macs_saved"] = [math.log(base.macs / m) for m in table.macs]
     table["accuracy_lost"] = base.accuracy - table.accuracy
-    table["cost"] = [max(lost, 0.0) / saved if saved > 0 else 0.0
+    table["cost"] = [lost / saved if saved > 0 else 0.0
                      for lost, saved in zip(table.accuracy_lost, table.log_macs_saved)]
-    return table
+    return Probes(table=table, configs={d: config for d, (_, config) in shapes.items()}, models=models)
 
 
 def search_compound(model: str, budget, contributions: pd.DataFrame, *, depths=None,
@@ -266,8 +292,8 @@ def search_compound(model: str, budget, contributions: pd.DataFrame, *, depths=N
         Network name.
     budget : float
         MACs per image of the full-size architecture, below the unshrunk network's.
-    contributions : pandas.DataFrame
-        From :func:`measure_contributions` (its ``dimension`` and ``cost`` columns are used).
+    contributions : Probes or pandas.DataFrame
+        From :func:`measure_contributions` (its table's ``dimension`` and ``cost`` columns are used).
     depths : sequence of int, optional
         Blocks to try dropping; default every count from 0 to all droppable blocks.
     resolutions : sequence of int, default (32, 28, 24, 20, 16)
@@ -288,9 +314,11 @@ def search_compound(model: str, budget, contributions: pd.DataFrame, *, depths=N
         message gives the smallest reachable MACs); ``contributions`` lacks a dimension.
     """
     width_method = check_choice(width_method, "width_method", WIDTH_METHODS)
+    contributions = getattr(contributions, "table", contributions)
     costs = {}
     for dimension in DIMENSIONS:
-        rows = contributions[contributions["dimension"] == dimension] if "dimension" in contributions else []
+        rows = (contributions[contributions["dimension"] == dimension]
+                if isinstance(contributions, pd.DataFrame) and "dimension" in contributions else [])
         if len(rows) != 1:
             raise ValueError(f"contributions must hold one row per dimension {DIMENSIONS} "
                              "(from measure_contributions)")

@@ -26,7 +26,7 @@ import numpy as np
 import tensorflow as tf
 
 from cdp_tutorial.checks import check_int, check_number, check_seed
-from cdp_tutorial.edgecompress.images import resize_images
+from cdp_tutorial.edgecompress.images import model_outputs, resize_images
 
 __all__ = ["box_iou", "cam_boxes", "crop_images", "foreground_predictor", "grad_cam", "predict_boxes",
            "train_predictor"]
@@ -184,7 +184,7 @@ def train_predictor(predictor: keras.Model, images, boxes, *, epochs: int = 10, 
 
 def predict_boxes(predictor: keras.Model, images, *, min_size: float = 0.5, square: bool = True) -> np.ndarray:
     """The predictor's boxes for uint8 ``images``, regulated as :func:`cam_boxes` regulates its own."""
-    raw = np.asarray(predictor.predict(_predictor_inputs(predictor, images), batch_size=256, verbose=0))
+    raw = model_outputs(predictor, _predictor_inputs(predictor, images))
     return _regulate(raw, check_number(min_size, "min_size", minimum=0, maximum=1), square)
 
 

@@ -15,8 +15,8 @@ import tensorflow as tf
 from cdp_tutorial.checks import check_int, check_seed
 from cdp_tutorial.data import Dataset, channel_mean_std, stratified_indices
 
-__all__ = ["at_resolution", "class_probabilities", "holdout_validation", "normalise", "resize_images",
-           "with_images"]
+__all__ = ["at_resolution", "class_probabilities", "holdout_validation", "model_outputs", "normalise",
+           "resize_images", "with_images"]
 
 
 def holdout_validation(data: Dataset, size: int, *, seed: int = 0) -> tuple[Dataset, Dataset]:
@@ -115,4 +115,17 @@ def normalise(images: np.ndarray, mean, std) -> np.ndarray:
 def class_probabilities(model, data: Dataset, split: str = "test", *, batch_size: int = 256) -> np.ndarray:
     """Softmax outputs of ``model`` on one split of ``data`` (normalised as in training), ``(N, classes)``."""
     images = {"train": data.x_train, "test": data.x_test}[split]
-    return np.asarray(model.predict(normalise(images, data.mean, data.std), batch_size=batch_size, verbose=0))
+    return model_outputs(model, normalise(images, data.mean, data.std), batch_size=batch_size)
+
+
+def model_outputs(model, inputs: np.ndarray, *, batch_size: int = 256) -> np.ndarray:
+    """``model(inputs, training=False)`` batch by batch, as one numpy array.
+
+    Direct calls instead of ``model.predict``: ``predict`` traces a new graph for every model and
+    every batch shape, which for many small models costs more than it saves (and TensorFlow warns).
+    """
+    batch_size = check_int(batch_size, "batch_size", minimum=1)
+    if len(inputs) == 0:
+        return np.zeros((0, *model.outputs[0].shape[1:]), np.float32)
+    return np.concatenate([np.asarray(model(inputs[i:i + batch_size], training=False))
+                           for i in range(0, len(inputs), batch_size)])
