@@ -104,7 +104,7 @@ def normalise(images: np.ndarray, mean, std) -> np.ndarray:
     """uint8 images as the trained models see them: ``(x / 255 - mean) / std``, float32.
 
     ``mean`` and ``std`` are those of the dataset the model was trained on (``Dataset.mean``/``.std``),
-    exactly what :func:`cdp_tutorial.data.make_pipeline` applies during training.
+    exactly what :func:`cdp_tutorial.data.make_epochs` applies during training.
     """
     mean = np.asarray(mean, dtype=np.float32)
     std = np.asarray(std, dtype=np.float32)
