@@ -27,20 +27,16 @@ its convs. Depthwise convs follow their input; dense layers are never pruned.
 
 from __future__ import annotations
 
-import json
 import math
-from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from cdp_tutorial.checks import check_choice, check_fraction, check_int, check_number, check_seed
-from cdp_tutorial.files import write_json_atomically
 from cdp_tutorial.complexity import CostModel, Totals, bytes_per_element_of
 from cdp_tutorial.graph import analyse
-from cdp_tutorial.sampling import (ABBREVIATIONS, normalize_mode, sample_layer,
-                                   selection_probabilities)
+from cdp_tutorial.plans import HISTORY_COLUMNS, PruningPlan
+from cdp_tutorial.sampling import normalize_mode, sample_layer, selection_probabilities
 
 COUPLED_CHOICES = ("skip", "tie")
 
@@ -59,24 +55,29 @@ class PruningProblem:
         The conv layers whose filters each unit counts.
     baseline_widths : numpy.ndarray
         The width of every channel group (prunable or not), in the cost model's order.
+    min_widths : numpy.ndarray
+        The fewest filters each unit may keep (``round_to``, ``min_keep``).
     """
 
-    def __init__(self, model, coupled: str = "skip", bytes_per_element=4, round_to: int = 1):
+    def __init__(self, model, coupled: str = "skip", bytes_per_element=4, round_to: int = 1,
+                 ignored_layers=(), min_keep=None):
         check_choice(coupled, "coupled", COUPLED_CHOICES)
         round_to = check_int(round_to, "round_to", minimum=1)  # 1 = no rounding
         self.graph = analyse(model)
+        ignored = self._check_ignored(ignored_layers)
         self.costs = CostModel(self.graph, bytes_per_element_of(bytes_per_element))
         self.coupled = coupled
         self.round_to = int(round_to)
         self.baseline_widths = self.costs.baseline_widths.copy()
         column = {g: j for j, g in enumerate(self.costs.group_ids)}
         row = {name: i for i, name in enumerate(self.costs.layer_names)}
-        groups = self.graph.prunable_groups(coupled)
+        groups = [g for g in self.graph.prunable_groups(coupled) if not ignored & set(g.producers)]
         if not groups:
             raise ValueError(
                 "the model has no prunable conv layer: Algorithm 1 prunes Conv2D/SeparableConv2D "
                 "filters, and none is free to shrink here (dense layers, the model's output and, "
-                f"with coupled={coupled!r}, channels tied by an Add are left alone)"
+                f"with coupled={coupled!r}, channels tied by an Add are left alone"
+                + (f", and ignored_layers={sorted(ignored)})" if ignored else ")")
             )
         self.unit_names = [g.name for g in groups]
         self.unit_layers = [list(g.producers) for g in groups]
@@ -87,7 +88,30 @@ class PruningProblem:
             for name in g.producers:
                 self.unit_matrix[u, row[name]] = 1.0
         base = self.baseline_widths[self.unit_columns]
-        self.min_widths = np.minimum(base, self.round_to)
+        floors = np.array([self._floor(min_keep, layers) for layers in self.unit_layers])
+        floors = np.ceil(base * floors / self.round_to) * self.round_to  # a multiple of round_to
+        self.min_widths = np.minimum(base, np.maximum(self.round_to, floors))
+
+    def _check_ignored(self, ignored_layers) -> set:
+        if isinstance(ignored_layers, str):
+            ignored_layers = [ignored_layers]
+        ignored = set(ignored_layers or ())
+        convs = [n for n, info in self.graph.layers.items() if info.role == "producer"]
+        unknown = sorted(ignored - set(convs))
+        if unknown:
+            raise ValueError(f"ignored_layers names {unknown}, which are not conv layers of this "
+                             f"model; conv layers are e.g. {convs[:4]}")
+        return ignored
+
+    @staticmethod
+    def _floor(min_keep, layers) -> float:
+        """The kept fraction a unit may not go below: one number for all, or ``{layer: fraction}``."""
+        if min_keep is None:
+            return 0.0
+        if isinstance(min_keep, dict):
+            values = [min_keep[n] for n in layers if n in min_keep]
+            return max((check_number(v, "min_keep", minimum=0, maximum=1) for v in values), default=0.0)
+        return check_number(min_keep, "min_keep", minimum=0, maximum=1)
 
     # -- complexities ------------------------------------------------------------------------
     def totals(self, widths: np.ndarray) -> Totals:
@@ -162,106 +186,6 @@ def layer_weights(model, mode, coupled: str = "skip") -> pd.Series:
 
 
 # --------------------------------------------------------------------------------------------
-# The plan
-# --------------------------------------------------------------------------------------------
-@dataclass
-class PruningPlan:
-    """The output of Algorithm 1: how many filters each prunable conv layer keeps.
-
-    Attributes
-    ----------
-    widths : dict
-        ``{layer name: filters}`` for every prunable conv layer after pruning.
-    baseline_widths : dict
-        The same layers' filter counts before pruning.
-    history : pandas.DataFrame
-        One row per iteration: ``iteration, layer, probability, filters_before, filters_after,
-        params, macs, memory_bytes, fraction`` (model totals after the step; ``fraction`` is the
-        mode's total relative to the baseline).
-    baseline, final : Totals
-        Model complexity before and after.
-    mode : str
-        ``"params"``, ``"flops"`` or ``"memory"``.
-    target : float or None
-        The budget as a fraction of the baseline (None if an absolute budget was given).
-    budget : float
-        The absolute budget in the mode's unit (parameters, MACs or bytes).
-    """
-
-    model_name: str
-    mode: str
-    target: float | None
-    budget: float
-    step: float | None
-    seed: int | None
-    coupled: str
-    round_to: int
-    bytes_per_element: int
-    widths: dict
-    baseline_widths: dict
-    baseline: Totals
-    final: Totals
-    history: pd.DataFrame = field(repr=False)
-    method: str = "cdp"  # "cdp" (Algorithm 1) or "uniform" (every prunable layer scaled alike)
-    tied: list = field(default_factory=list, repr=False)  # groups of layers that share a width
-
-    @property
-    def reduction(self) -> dict:
-        """Fraction of each complexity removed: ``{"params": .., "flops": .., "memory": ..}``."""
-        return {m: 1.0 - self.final.mode_total(m) / self.baseline.mode_total(m) for m in ("params", "flops", "memory")}
-
-    def summary(self) -> str:
-        label = ABBREVIATIONS[self.mode] if self.method == "cdp" else "uniform"
-        red = self.reduction
-        unit = {"params": "parameters", "flops": "MACs", "memory": "bytes"}[self.mode]
-        return (f"{self.model_name} {label} ({self.mode}) plan: {self.final.mode_total(self.mode):,} {unit} "
-                f"<= budget {self.budget:,.0f}; removed params {red['params']:.1%}, "
-                f"MACs {red['flops']:.1%}, memory {red['memory']:.1%} "
-                f"in {len(self.history)} iterations")
-
-    # -- persistence ---------------------------------------------------------------------------
-    def to_dict(self) -> dict:
-        return {
-            "format": "cdp-tutorial/pruning-plan", "version": 1,
-            "model_name": self.model_name, "method": self.method, "mode": self.mode,
-            "target": self.target, "budget": self.budget, "step": self.step, "seed": self.seed,
-            "coupled": self.coupled, "round_to": self.round_to,
-            "bytes_per_element": self.bytes_per_element,
-            "widths": self.widths, "baseline_widths": self.baseline_widths, "tied": self.tied,
-            "baseline": self.baseline.as_dict(), "final": self.final.as_dict(),
-            "history": self.history.to_dict(orient="records"),
-        }
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "PruningPlan":
-        if d.get("format") != "cdp-tutorial/pruning-plan":
-            raise ValueError("not a cdp-tutorial pruning plan (missing format tag)")
-        return cls(
-            model_name=d["model_name"], mode=d["mode"], target=d["target"], budget=d["budget"],
-            step=d["step"], seed=d["seed"], coupled=d["coupled"], round_to=d["round_to"],
-            bytes_per_element=d["bytes_per_element"],
-            widths={k: int(v) for k, v in d["widths"].items()},
-            baseline_widths={k: int(v) for k, v in d["baseline_widths"].items()},
-            baseline=Totals(**d["baseline"]), final=Totals(**d["final"]),
-            history=pd.DataFrame.from_records(d["history"], columns=_HISTORY_COLUMNS),
-            method=d.get("method", "cdp"), tied=[list(t) for t in d.get("tied", [])],
-        )
-
-    def save(self, path, overwrite: bool = False) -> Path:
-        """Write the plan as JSON, atomically; refuse to replace an existing file unless ``overwrite``."""
-        return write_json_atomically(path, self.to_dict(), overwrite=overwrite)
-
-    @classmethod
-    def load(cls, path) -> "PruningPlan":
-        with open(path, encoding="utf-8") as f:
-            return cls.from_dict(json.load(f))
-
-
-_HISTORY_COLUMNS = ["iteration", "layer", "probability", "filters_before", "filters_after",
-                    "params", "macs", "memory_bytes", "fraction"]
-
-
-# --------------------------------------------------------------------------------------------
 # Algorithm 1
 # --------------------------------------------------------------------------------------------
 def _resolve_budget(problem, mode, target, budget):
@@ -295,7 +219,8 @@ def _check_reachable(problem, mode, budget, baseline):
 
 
 def plan_pruning(model, mode, target=None, *, budget=None, step: float = 0.1, seed=None,
-                 coupled: str = "skip", round_to: int = 1, bytes_per_element=4) -> PruningPlan:
+                 coupled: str = "skip", round_to: int = 1, bytes_per_element=4,
+                 ignored_layers=(), min_keep=None) -> PruningPlan:
     """Run the paper's Algorithm 1 on ``model``'s shapes and return a :class:`PruningPlan`.
 
     Parameters
@@ -321,6 +246,12 @@ def plan_pruning(model, mode, target=None, *, budget=None, step: float = 0.1, se
         ``round_to`` filters (or its original count, if smaller).
     bytes_per_element : int or str, default 4
         Precision for the memory count (``"fp32"``, ``"fp16"``, ``"int8"``).
+    ignored_layers : list of str, optional
+        Conv layers to leave at full width (with the convs tied to them), as Torch-Pruning's
+        ``ignored_layers``: e.g. a first layer or a detection head you want intact.
+    min_keep : float or dict, optional
+        A floor: each prunable layer keeps at least this fraction of its filters (``0.25``), or
+        ``{layer name: fraction}`` for some layers only. A tied group takes its largest floor.
 
     Returns
     -------
@@ -332,7 +263,8 @@ def plan_pruning(model, mode, target=None, *, budget=None, step: float = 0.1, se
         If ``model`` is not a Keras model.
     ValueError
         For an unknown mode, a target outside (0, 1), a step outside (0, 1), a model with no prunable
-        conv, or a budget below what the model can reach (the message names the lowest reachable target).
+        conv, or a budget below what the model can reach (the message names the lowest reachable target),
+        an ``ignored_layers`` name that is not a conv layer, or a ``min_keep`` outside [0, 1].
 
     Examples
     --------
@@ -348,7 +280,7 @@ def plan_pruning(model, mode, target=None, *, budget=None, step: float = 0.1, se
     step = check_fraction(step, "step")
     seed = check_seed(seed, allow_none=True)
     problem = PruningProblem(model, coupled=coupled, bytes_per_element=bytes_per_element,
-                             round_to=round_to)
+                             round_to=round_to, ignored_layers=ignored_layers, min_keep=min_keep)
     target, budget, baseline = _resolve_budget(problem, mode, target, budget)
     _check_reachable(problem, mode, budget, baseline)
     if seed is None:
@@ -365,7 +297,7 @@ def plan_pruning(model, mode, target=None, *, budget=None, step: float = 0.1, se
         unit = sample_layer(probabilities, rng)
         col = problem.unit_columns[unit]
         before = int(widths[col])
-        widths[col] = problem.shrink(before, step)
+        widths[col] = max(problem.shrink(before, step), problem.min_widths[unit])
         costs = problem.costs.layer_costs(widths)
         params, macs, memory = (float(c.sum()) for c in costs)
         current = (params, macs, memory)[index]
@@ -374,11 +306,12 @@ def plan_pruning(model, mode, target=None, *, budget=None, step: float = 0.1, se
                      current / baseline))
 
     return _make_plan(model, problem, mode, target, budget, step, seed, widths,
-                      pd.DataFrame(rows, columns=_HISTORY_COLUMNS), method="cdp")
+                      pd.DataFrame(rows, columns=HISTORY_COLUMNS), method="cdp")
 
 
 def plan_uniform(model, mode, target=None, *, budget=None, coupled: str = "skip",
-                 round_to: int = 1, bytes_per_element=4) -> PruningPlan:
+                 round_to: int = 1, bytes_per_element=4, ignored_layers=(),
+                 min_keep=None) -> PruningPlan:
     """Uniform width scaling at the same budget: every prunable layer keeps the same fraction.
 
     The baseline the paper leaves open: is complexity-driven allocation better than simply making
@@ -390,7 +323,7 @@ def plan_uniform(model, mode, target=None, *, budget=None, coupled: str = "skip"
     check_model(model)
     mode = normalize_mode(mode)
     problem = PruningProblem(model, coupled=coupled, bytes_per_element=bytes_per_element,
-                             round_to=round_to)
+                             round_to=round_to, ignored_layers=ignored_layers, min_keep=min_keep)
     target, budget, baseline = _resolve_budget(problem, mode, target, budget)
     _check_reachable(problem, mode, budget, baseline)
     cols, base = problem.unit_columns, problem.baseline_widths[problem.unit_columns]
@@ -410,7 +343,7 @@ def plan_uniform(model, mode, target=None, *, budget=None, coupled: str = "skip"
         else:
             high = mid
     return _make_plan(model, problem, mode, target, budget, None, None, scaled(low),
-                      pd.DataFrame(columns=_HISTORY_COLUMNS), method="uniform")
+                      pd.DataFrame(columns=HISTORY_COLUMNS), method="uniform")
 
 
 def _make_plan(model, problem, mode, target, budget, step, seed, widths, history, method):

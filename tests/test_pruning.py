@@ -165,3 +165,30 @@ def test_model_without_prunable_conv():
     mlp = keras.Sequential([keras.Input((8,)), keras.layers.Dense(16), keras.layers.Dense(2)])
     with pytest.raises(ValueError, match="no prunable conv layer"):
         cdp.plan_pruning(mlp, "params", target=0.5)
+
+
+def test_ignored_layers_stay_at_full_width(cifar_models):
+    model = cifar_models["vgg16"]
+    plan = cdp.plan_pruning(model, "flops", target=0.3, seed=0, ignored_layers=["conv1", "conv13"])
+    assert "conv1" not in plan.widths and "conv13" not in plan.widths
+    small = cdp.apply_plan(model, plan)
+    assert small.get_layer("conv1").filters == 64 and small.get_layer("conv13").filters == 512
+    assert plan.final.macs <= 0.3 * plan.baseline.macs
+
+
+def test_min_keep_is_a_floor_per_layer(cifar_models):
+    model = cifar_models["vgg16"]
+    plan = cdp.plan_pruning(model, "params", target=0.2, seed=0, min_keep={"conv8": 0.5})
+    assert plan.widths["conv8"] >= 256
+    everywhere = cdp.plan_uniform(model, "params", target=0.5, min_keep=0.4)
+    assert all(w >= 0.4 * plan.baseline_widths[n] for n, w in everywhere.widths.items())
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"ignored_layers": ["fc1_relu"]}, "not conv layers"),
+    ({"ignored_layers": ["nope"]}, "not conv layers"),
+    ({"min_keep": 1.5}, "min_keep"),
+])
+def test_bad_ignored_layers_or_floor(cifar_models, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        cdp.plan_pruning(cifar_models["vgg16"], "params", target=0.5, seed=0, **kwargs)
