@@ -195,6 +195,7 @@ def epoch_seed(seed: int, epoch: int) -> int:
     >>> epoch_seed(0, 3) == epoch_seed(0, 3), epoch_seed(0, 1) == epoch_seed(1, 0)
     (True, False)
     """
+    seed, epoch = check_seed(seed), check_int(epoch, "epoch", minimum=0)
     return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])
 
 
