@@ -8,6 +8,10 @@ The package mirrors the paper, one idea per module:
 ``pruning``                Algorithm 1 on shapes: :func:`plan_pruning`, :func:`plan_uniform`
 ``rebuild``                a plan becomes a real, smaller Keras model: :func:`apply_plan`
 ``graph``                  which channels are coupled (residual ``Add``, depthwise, concat)
+``channel_rules``          what each layer or raw op does to channels (the graph's rules)
+``layouts``                a tensor's channels in terms of channel groups (for counting, slicing)
+``keras_internals``        the one place that touches Keras' private graph API
+``plans``                  the :class:`PruningPlan` Algorithm 1 returns; JSON save and load
 ``models``                 CIFAR VGG-16, AlexNet, ResNet-50, MobileNetV2 with per-layer widths
 ``data``, ``training``     CIFAR / Fashion-MNIST loading and the training recipes
 ``experiments``, ``cli``   sweeps of modes x budgets x seeds, results store, tables; ``cdp-tutorial``
