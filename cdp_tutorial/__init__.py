@@ -13,7 +13,8 @@ The package mirrors the paper, one idea per module:
 ``keras_internals``        the one place that touches Keras' private graph API
 ``plans``                  the :class:`PruningPlan` Algorithm 1 returns; JSON save and load
 ``models``                 CIFAR VGG-16, AlexNet, ResNet-50, MobileNetV2 with per-layer widths
-``data``, ``training``     CIFAR / Fashion-MNIST loading and the training recipes
+``data``                   CIFAR / Fashion-MNIST / fixture loading; ``tf.data`` streams
+``training``               recipes, the train loop, resumable run folders
 ``experiments``, ``cli``   sweeps of modes x budgets x seeds, results store, tables; ``cdp-tutorial``
 ``profiles``               quick / standard / paper run profiles
 ``notebook``               notebook plumbing: links, the Setup cell
