@@ -12,7 +12,8 @@ The package mirrors the paper, one idea per module:
 ``layouts``                a tensor's channels in terms of channel groups (for counting, slicing)
 ``keras_internals``        the one place that touches Keras' private graph API
 ``plans``                  the :class:`PruningPlan` Algorithm 1 returns; JSON save and load
-``models``                 CIFAR VGG-16, AlexNet, ResNet-50, MobileNetV2 with per-layer widths
+``models``                 CIFAR VGG-16, AlexNet, ResNet-50, MobileNetV2: per-layer widths, droppable blocks
+``edgecompress``           beyond the paper: compound shrinking, margin cascades, foreground cropping
 ``data``                   CIFAR / Fashion-MNIST / fixture loading; ``tf.data`` streams
 ``training``               recipes, the train loop, resumable run folders
 ``experiments``, ``cli``   sweeps of modes x budgets x seeds, results store, tables; ``cdp-tutorial``
