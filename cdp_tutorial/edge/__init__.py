@@ -1,0 +1,30 @@
+"""Edge deployment: a Keras model as a LiteRT flatbuffer, and what it costs to run (paper §4.3).
+
+=================  ===========================================================================
+``export``         Keras -> LiteRT in fp32 / fp16 / dynamic-range int8 / full-integer int8, with
+                   the exported variant's accuracy and max |Δ logits| against the Keras model
+``measure``        batch-1 latency (median, p90, mean ± sd), throughput, process CPU time and
+                   utilisation, peak resident memory, the machine it ran on
+``energy``         the paper's energy model in both conventions, and measured RAPL energy
+``store``          ``edge.jsonl``: measurements appended atomically, like the training results
+=================  ===========================================================================
+
+Examples
+--------
+>>> import cdp_tutorial as cdp
+>>> from cdp_tutorial.edge import export_litert, measure
+>>> model = cdp.models.vgg16(width_multiplier=0.25)
+>>> path = export_litert(model, "vgg16.tflite", precision="fp32")      # doctest: +SKIP
+>>> measure(path, images).median_ms                                      # doctest: +SKIP
+"""
+
+from cdp_tutorial.edge.energy import energy_model, rapl_available, RaplMeter  # noqa: F401
+from cdp_tutorial.edge.export import (  # noqa: F401
+    PRECISIONS, ConversionError, compare_with_keras, export_litert, litert_predict, load_interpreter,
+    split_arrays)
+from cdp_tutorial.edge.measure import Measurement, PeakMemorySampler, device_record, measure  # noqa: F401
+from cdp_tutorial.edge.store import EdgeStore  # noqa: F401
+
+__all__ = ["PRECISIONS", "ConversionError", "export_litert", "load_interpreter", "litert_predict",
+           "compare_with_keras", "split_arrays", "measure", "Measurement", "PeakMemorySampler",
+           "device_record", "energy_model", "rapl_available", "RaplMeter", "EdgeStore"]

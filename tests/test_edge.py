@@ -1,0 +1,155 @@
+"""Tests for cdp_tutorial.edge: real LiteRT conversion and real measurement of a small trained model.
+
+A small CNN is planned and pruned with Algorithm 1, trained for one epoch on the committed
+fixture, exported to LiteRT and run with ai_edge_litert's interpreter — nothing is mocked.
+"""
+
+import json
+import os
+
+import keras
+import numpy as np
+import psutil
+import pytest
+import tensorflow as tf
+
+import cdp_tutorial as cdp
+from cdp_tutorial.data import load_dataset
+from cdp_tutorial.edge import (ConversionError, EdgeStore, compare_with_keras, energy_model, export_litert,
+                               load_interpreter, measure, rapl_available, split_arrays)
+from cdp_tutorial.training import train
+
+
+def small_cnn(widths=(16, 16, 32)):
+    L = keras.layers
+    inputs = keras.Input((32, 32, 3))
+    x = inputs
+    for i, width in enumerate(widths):
+        x = L.Conv2D(width, 3, padding="same", name=f"conv{i}")(x)
+        x = L.BatchNormalization(name=f"bn{i}")(x)
+        x = L.ReLU(name=f"relu{i}")(x)
+        x = L.MaxPooling2D(name=f"pool{i}")(x)
+    x = L.GlobalAveragePooling2D(name="gap")(x)
+    return keras.Model(inputs, L.Dense(10, name="logits")(x), name="small_cnn")
+
+
+@pytest.fixture(scope="module")
+def data():
+    return load_dataset("fixture", train_size=320, test_size=128)
+
+
+@pytest.fixture(scope="module")
+def pruned(data):
+    """A FLOPs-aware pruned small CNN, trained for one epoch: what a user would deploy."""
+    keras.utils.set_random_seed(0)
+    baseline = small_cnn()
+    plan = cdp.plan_pruning(baseline, "FA", target=0.5, seed=0)
+    model = cdp.apply_plan(baseline, plan)
+    train(model, data, epochs=1, batch_size=64, seed=0, verbose=0)
+    return baseline, model
+
+
+@pytest.fixture(scope="module")
+def exported(pruned, data, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("edge")
+    _, model = pruned
+    train_images, _ = split_arrays(data, "train", limit=64)
+    return {"fp32": export_litert(model, folder / "small_fp32.tflite", "fp32"),
+            "full_int8": export_litert(model, folder / "small_int8.tflite", "full_int8",
+                                       representative_images=train_images)}
+
+
+def test_a_pruned_model_exports_and_predicts_like_keras(pruned, exported, data):
+    _, model = pruned
+    images, labels = split_arrays(data, "test")
+    check = compare_with_keras(model, exported["fp32"], images, labels)
+    assert check["agreement"] == 1.0
+    assert check["max_abs_logit_diff"] < 1e-3
+    assert check["litert_accuracy"] == check["keras_accuracy"]
+    described = json.loads(exported["fp32"].with_name("small_fp32.tflite.json").read_text())
+    assert described["precision"] == "fp32" and described["params"] == model.count_params()
+
+
+def test_full_integer_file_is_smaller_and_mostly_agrees(pruned, exported, data):
+    _, model = pruned
+    images, labels = split_arrays(data, "test")
+    check = compare_with_keras(model, exported["full_int8"], images, labels)
+    assert check["agreement"] >= 0.85  # int8 rounding flips a few borderline images, not most
+    assert exported["full_int8"].stat().st_size < 0.6 * exported["fp32"].stat().st_size
+    # weights and activations really are int8 inside: the interpreter reports int8 tensors
+    dtypes = {d["dtype"] for d in load_interpreter(exported["full_int8"]).get_tensor_details()}
+    assert np.int8 in dtypes
+
+
+def test_measure_a_litert_file_with_the_papers_protocol(exported, data):
+    images, _ = split_arrays(data, "test")
+    m = measure(exported["fp32"], images, n_images=30, warmup=3, threads=2)
+    assert (m.runtime, m.threads, m.images) == ("litert", 2, 30)
+    assert len(m.latencies_ms) == 30
+    assert 0 < min(m.latencies_ms) <= m.median_ms <= m.p90_ms <= max(m.latencies_ms)
+    assert m.throughput_ips == pytest.approx(30 / m.wall_time_s)
+    assert m.peak_rss_mb * 2**20 >= psutil.Process().memory_info().rss * 0.5
+    assert m.device["logical_cores"] == psutil.cpu_count() and m.device["memory_total_gb"] > 0
+    available, why = rapl_available()
+    assert (m.energy_j_per_image is not None) == available and m.energy_note == why
+
+
+def test_measure_a_keras_model_the_same_way(pruned, data):
+    _, model = pruned
+    images, _ = split_arrays(data, "test")
+    m = measure(model, images, n_images=10, warmup=2)
+    assert m.runtime == "keras" and m.threads is None and m.median_ms > 0
+
+
+def test_measurements_are_appended_to_the_edge_store(exported, data, tmp_path):
+    images, _ = split_arrays(data, "test")
+    store = EdgeStore(tmp_path)
+    for seed in (0, 1):
+        store.append(measure(exported["fp32"], images, n_images=5, warmup=1, seed=seed).record(seed=seed))
+    records = store.records()
+    assert [r["seed"] for r in records] == [0, 1]
+    assert records[0]["device"]["logical_cores"] == psutil.cpu_count()
+    assert sorted(os.listdir(tmp_path)) == ["edge.jsonl"]
+
+
+def test_energy_model_conventions_and_pruning(pruned):
+    baseline, model = pruned
+    before, after = energy_model(baseline), energy_model(model)
+    # the paper's reading charges 640 pJ per MB: arithmetic dominates; Horowitz's per access: memory
+    assert before["paper_mj"] == pytest.approx(before["compute_mj"], rel=1e-3)
+    assert before["horowitz_mj"] > before["paper_mj"]
+    assert before["flops"] == cdp.profile(baseline).totals.flops
+    assert after["compute_mj"] < before["compute_mj"] and after["horowitz_mj"] < before["horowitz_mj"]
+
+
+def test_missing_and_existing_files_are_refused(exported, pruned, tmp_path):
+    with pytest.raises(FileNotFoundError, match="no LiteRT file"):
+        load_interpreter(tmp_path / "absent.tflite")
+    with pytest.raises(FileNotFoundError):
+        measure(tmp_path / "absent.tflite", np.zeros((4, 32, 32, 3), np.float32))
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        export_litert(pruned[1], exported["fp32"], "fp32")
+
+
+def test_bad_representative_data_is_refused_before_anything_is_written(pruned, tmp_path):
+    _, model = pruned
+    target = tmp_path / "m.tflite"
+    with pytest.raises(ValueError, match=r"shaped \(N, 32, 32, 3\)"):
+        export_litert(model, target, "full_int8", representative_images=np.zeros((8, 28, 28, 1)))
+    with pytest.raises(ValueError, match="needs representative_images"):
+        export_litert(model, target, "full_int8")
+    with pytest.raises(ValueError, match="precision must be one of|precision"):
+        export_litert(model, target, "int4")
+    with pytest.raises(ValueError, match="end with .tflite"):
+        export_litert(model, tmp_path / "m.keras")
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_model_litert_cannot_run_raises_and_leaves_nothing(tmp_path):
+    inputs = keras.Input((8, 8, 3))
+    # string ops convert only as TensorFlow "Select" ops, which the LiteRT interpreter cannot run
+    x = keras.layers.Lambda(lambda t: tf.strings.to_number(tf.strings.as_string(t)), output_shape=(8, 8, 3))(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.Flatten()(x)))
+    with pytest.raises(ConversionError, match="LiteRT cannot run"):
+        export_litert(model, tmp_path / "strings.tflite")
+    assert os.listdir(tmp_path) == []
