@@ -14,6 +14,14 @@ filters and an :math:`H_l\times W_l` output (the paper's Eqs. 7, 3 and 5, as we 
 with :math:`b = 4` bytes per element for fp32 ("the 4 refers to the number of bytes required to
 store in a 32-bit system"); ``bytes_per_element`` changes it for fp16 (2) or int8 (1) deployment.
 
+**Which weights memory counts.** Eq. 5 as printed has kernel weights only. By default
+(``memory="stored"``) we count every number the layer stores, :math:`M_l = b\,(P_l + H_l W_l C_l)`:
+biases too, and batch norm's four vectors as their own layer, so the memory total is what the
+unfolded Keras model keeps (weights plus one activation map per layer). ``memory="eq5"`` counts
+Eq. 5 to the letter: kernel weights and activations of conv and dense layers; biases and
+normalisation layers add nothing (as after folding batch norm into the conv before it). The two
+differ by a fraction of a percent on the CIFAR models; the mode is recorded in every plan.
+
 **MACs and FLOPs.** The pruning literature's "FLOPs" (313 M for VGG-16 on CIFAR-10) are
 multiply-accumulates. Tools that count a multiply and an add separately report
 :math:`\text{FLOPs} = 2 \times \text{MACs}`. We report both, labelled; our tables and the
@@ -22,10 +30,12 @@ FLOPs-aware mode use MACs, like the paper.
 **Other layers.** Depthwise convs count :math:`K^2 C H W` MACs (one filter per channel, times the
 depth multiplier); separable convs count their depthwise and pointwise parts; grouped convs divide
 by the group count; dense layers count ``in × out`` (times the positions they are applied at).
-Batch and layer norm contribute their parameters (batch norm's moving mean and variance included,
-so ``totals.params == model.count_params()``) but no MACs or activation memory: at deployment
-they are folded into the preceding conv. Activations, pooling, merges and reshapes cost nothing
-here. A layer type we cannot count is counted as zero and named in one warning.
+Every other layer with weights (batch, layer and group norm, ``Normalization``, ``PReLU`` …)
+contributes its parameters, per channel where they are per channel, so ``totals.params ==
+model.count_params()`` for every model, but no MACs and no activation memory (batch norm is folded
+into the preceding conv at deployment). Activations, pooling, merges and reshapes cost nothing
+here. A layer whose arithmetic we cannot see (attention, recurrent layers) has its parameters
+counted, its MACs counted as zero, and is named in one warning.
 
 Every count is a function of the channel widths, :math:`\text{cost} = a\,C_{in}C_{out} + b\,C_{out} + c\,C_{in} + d`,
 which is what lets Algorithm 1 (:mod:`cdp_tutorial.pruning`) re-count a whole model in microseconds
@@ -42,6 +52,7 @@ import numpy as np
 import pandas as pd
 
 from cdp_tutorial import channel_rules as rules
+from cdp_tutorial.checks import check_choice
 from cdp_tutorial.graph import ChannelGraph, analyse
 
 L = keras.layers
@@ -67,6 +78,9 @@ def bytes_per_element_of(value) -> int:
         )
     return int(value)
 
+
+#: What the memory count includes: every stored number (default) or Eq. 5's kernel weights only.
+MEMORY_CHOICES = ("stored", "eq5")
 
 #: The ``Totals`` field each pruning mode budgets: the FLOPs-aware mode counts MACs, like the paper.
 MODE_QUANTITY = {"params": "params", "flops": "macs", "memory": "memory_bytes"}
@@ -116,6 +130,7 @@ class _Cost:
     m_i: float = 0
     act: float = 0
     kernel: str = ""
+    pk_o: float = 0  # the kernel part of p_o (a depthwise kernel): what memory="eq5" counts per out channel
 
 
 def _layer_cost(info) -> _Cost | None:
@@ -127,7 +142,7 @@ def _layer_cost(info) -> _Cost | None:
                      m_io=m * pos, m_i=k * m * pos, act=pos, kernel=_kernel_text(layer))
     if isinstance(layer, rules.DEPTHWISE):
         k = int(np.prod(layer.kernel_size))
-        return _Cost(p_o=k + int(layer.use_bias), m_o=k * pos, act=pos,
+        return _Cost(p_o=k + int(layer.use_bias), pk_o=k, m_o=k * pos, act=pos,
                      kernel=_kernel_text(layer) + " dw")
     if isinstance(layer, rules.TRANSPOSED_CONVS):
         # every *input* position scatters a K-sized kernel: MACs = K C_in C_out H_in W_in
@@ -182,9 +197,10 @@ class CostModel:
         Bytes per stored weight and activation (4 for fp32).
     """
 
-    def __init__(self, graph: ChannelGraph, bytes_per_element: int = 4):
+    def __init__(self, graph: ChannelGraph, bytes_per_element: int = 4, memory: str = "stored"):
         self.graph = graph
         self.bytes_per_element = bytes_per_element
+        self.memory = check_choice(memory, "memory", MEMORY_CHOICES)
         self.group_ids = list(graph.groups)  # root ids, model order
         col = {g: j for j, g in enumerate(self.group_ids)}
         self.baseline_widths = np.array([graph.groups[g].width for g in self.group_ids], float)
@@ -213,6 +229,7 @@ class CostModel:
         self.a_out = np.array(a_out).reshape(len(names), len(col))
         get = lambda field: np.array([getattr(c, field) for c in costs], float)  # noqa: E731
         self._p = [get(f) for f in ("p_io", "p_o", "p_i", "p_c")]
+        self._pk_o = get("pk_o")
         self._m = [get(f) for f in ("m_io", "m_o", "m_i")]
         self._act = get("act")
 
@@ -224,7 +241,9 @@ class CostModel:
         m_io, m_o, m_i = self._m
         params = p_io * cin * cout + p_o * cout + p_i * cin + p_c
         macs = m_io * cin * cout + m_o * cout + m_i * cin
-        memory = self.bytes_per_element * (params + self._act * cout)
+        stored = params if self.memory == "stored" else (
+            p_io * cin * cout + p_i * cin + self._pk_o * cout)  # Eq. 5: kernel weights only
+        memory = self.bytes_per_element * (stored + self._act * cout)
         return params, macs, memory
 
     def totals(self, widths: np.ndarray | None = None) -> Totals:
@@ -285,7 +304,7 @@ class ComplexityReport:
         return f"ComplexityReport({self.summary()}, {len(self.layers)} layers)"
 
 
-def profile(model, bytes_per_element=4) -> ComplexityReport:
+def profile(model, bytes_per_element=4, memory: str = "stored") -> ComplexityReport:
     """Count the parameters, MACs, FLOPs and memory of every layer of a Keras model.
 
     Parameters
@@ -295,6 +314,9 @@ def profile(model, bytes_per_element=4) -> ComplexityReport:
     bytes_per_element : int or str, default 4
         Bytes per stored number for the memory count: ``4``/``"fp32"``, ``2``/``"fp16"``,
         ``1``/``"int8"``.
+    memory : {"stored", "eq5"}, default "stored"
+        ``"stored"``: weights (biases and batch norm included) plus activations; ``"eq5"``: the
+        paper's Eq. 5, kernel weights plus activations of conv and dense layers only.
 
     Returns
     -------
@@ -306,7 +328,8 @@ def profile(model, bytes_per_element=4) -> ComplexityReport:
     TypeError
         If ``model`` is not a ``keras.Model``.
     ValueError
-        If the model is not built, has several inputs, or ``bytes_per_element`` is invalid.
+        If the model is not built, has several inputs, or ``bytes_per_element`` or ``memory`` is
+        invalid.
 
     Examples
     --------
@@ -316,7 +339,7 @@ def profile(model, bytes_per_element=4) -> ComplexityReport:
     313725952
     """
     bpe = bytes_per_element_of(bytes_per_element)
-    costs = CostModel(analyse(model), bpe)
+    costs = CostModel(analyse(model), bpe, memory)
     if costs.unsupported:
         warnings.warn(
             "MACs counted as zero (layer type not supported by the complexity counter; its "

@@ -57,6 +57,7 @@ class PruningPlan:
     history: pd.DataFrame = field(repr=False)
     method: str = "cdp"  # "cdp" (Algorithm 1) or "uniform" (every prunable layer scaled alike)
     tied: list = field(default_factory=list, repr=False)  # groups of layers that share a width
+    memory: str = "stored"  # what memory counts: "stored" (all weights) or "eq5" (kernels only)
 
     @property
     def reduction(self) -> dict:
@@ -79,7 +80,7 @@ class PruningPlan:
             "model_name": self.model_name, "method": self.method, "mode": self.mode,
             "target": self.target, "budget": self.budget, "step": self.step, "seed": self.seed,
             "coupled": self.coupled, "round_to": self.round_to,
-            "bytes_per_element": self.bytes_per_element,
+            "bytes_per_element": self.bytes_per_element, "memory": self.memory,
             "widths": self.widths, "baseline_widths": self.baseline_widths, "tied": self.tied,
             "baseline": self.baseline.as_dict(), "final": self.final.as_dict(),
             "history": self.history.to_dict(orient="records"),
@@ -98,6 +99,7 @@ class PruningPlan:
             baseline=Totals(**d["baseline"]), final=Totals(**d["final"]),
             history=pd.DataFrame.from_records(d["history"], columns=HISTORY_COLUMNS),
             method=d.get("method", "cdp"), tied=[list(t) for t in d.get("tied", [])],
+            memory=d.get("memory", "stored"),
         )
 
     def save(self, path, overwrite: bool = False) -> Path:

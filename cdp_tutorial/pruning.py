@@ -60,12 +60,12 @@ class PruningProblem:
     """
 
     def __init__(self, model, coupled: str = "skip", bytes_per_element=4, round_to: int = 1,
-                 ignored_layers=(), min_keep=None):
+                 ignored_layers=(), min_keep=None, memory: str = "stored"):
         check_choice(coupled, "coupled", COUPLED_CHOICES)
         round_to = check_int(round_to, "round_to", minimum=1)  # 1 = no rounding
         self.graph = analyse(model)
         ignored = self._check_ignored(ignored_layers)
-        self.costs = CostModel(self.graph, bytes_per_element_of(bytes_per_element))
+        self.costs = CostModel(self.graph, bytes_per_element_of(bytes_per_element), memory)
         self.coupled = coupled
         self.round_to = int(round_to)
         self.baseline_widths = self.costs.baseline_widths.copy()
@@ -220,7 +220,7 @@ def _check_reachable(problem, mode, budget, baseline):
 
 def plan_pruning(model, mode, target=None, *, budget=None, step: float = 0.1, seed=None,
                  coupled: str = "skip", round_to: int = 1, bytes_per_element=4,
-                 ignored_layers=(), min_keep=None) -> PruningPlan:
+                 ignored_layers=(), min_keep=None, memory: str = "stored") -> PruningPlan:
     """Run the paper's Algorithm 1 on ``model``'s shapes and return a :class:`PruningPlan`.
 
     Parameters
@@ -252,6 +252,8 @@ def plan_pruning(model, mode, target=None, *, budget=None, step: float = 0.1, se
     min_keep : float or dict, optional
         A floor: each prunable layer keeps at least this fraction of its filters (``0.25``), or
         ``{layer name: fraction}`` for some layers only. A tied group takes its largest floor.
+    memory : {"stored", "eq5"}, default "stored"
+        What the memory count includes (see :mod:`cdp_tutorial.complexity`); recorded in the plan.
 
     Returns
     -------
@@ -280,7 +282,8 @@ def plan_pruning(model, mode, target=None, *, budget=None, step: float = 0.1, se
     step = check_fraction(step, "step")
     seed = check_seed(seed, allow_none=True)
     problem = PruningProblem(model, coupled=coupled, bytes_per_element=bytes_per_element,
-                             round_to=round_to, ignored_layers=ignored_layers, min_keep=min_keep)
+                             round_to=round_to, ignored_layers=ignored_layers, min_keep=min_keep,
+                             memory=memory)
     target, budget, baseline = _resolve_budget(problem, mode, target, budget)
     _check_reachable(problem, mode, budget, baseline)
     if seed is None:
@@ -311,7 +314,7 @@ def plan_pruning(model, mode, target=None, *, budget=None, step: float = 0.1, se
 
 def plan_uniform(model, mode, target=None, *, budget=None, coupled: str = "skip",
                  round_to: int = 1, bytes_per_element=4, ignored_layers=(),
-                 min_keep=None) -> PruningPlan:
+                 min_keep=None, memory: str = "stored") -> PruningPlan:
     """Uniform width scaling at the same budget: every prunable layer keeps the same fraction.
 
     The baseline the paper leaves open: is complexity-driven allocation better than simply making
@@ -323,7 +326,8 @@ def plan_uniform(model, mode, target=None, *, budget=None, coupled: str = "skip"
     check_model(model)
     mode = normalize_mode(mode)
     problem = PruningProblem(model, coupled=coupled, bytes_per_element=bytes_per_element,
-                             round_to=round_to, ignored_layers=ignored_layers, min_keep=min_keep)
+                             round_to=round_to, ignored_layers=ignored_layers, min_keep=min_keep,
+                             memory=memory)
     target, budget, baseline = _resolve_budget(problem, mode, target, budget)
     _check_reachable(problem, mode, budget, baseline)
     cols, base = problem.unit_columns, problem.baseline_widths[problem.unit_columns]
@@ -350,7 +354,7 @@ def _make_plan(model, problem, mode, target, budget, step, seed, widths, history
     return PruningPlan(
         model_name=model.name, mode=mode, target=target, budget=budget, step=step, seed=seed,
         coupled=problem.coupled, round_to=problem.round_to,
-        bytes_per_element=problem.costs.bytes_per_element,
+        bytes_per_element=problem.costs.bytes_per_element, memory=problem.costs.memory,
         widths=problem.widths_by_layer(widths),
         baseline_widths=problem.widths_by_layer(problem.baseline_widths),
         baseline=problem.totals(problem.baseline_widths), final=problem.totals(widths),

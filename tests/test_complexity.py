@@ -121,3 +121,22 @@ def test_not_a_model_is_rejected():
 def test_unbuilt_model_is_rejected():
     with pytest.raises(ValueError, match="keras.Input"):
         cdp.profile(keras.Sequential([L.Dense(3)]))
+
+
+def test_memory_counts_stored_weights_or_eq5_to_the_letter():
+    """Eq. 5 has kernel weights and activations only; by default biases and batch norm count too."""
+    inputs = keras.Input((8, 8, 3))
+    x = L.Conv2D(4, 3, name="conv")(inputs)  # 6x6x4 output, 3*3*3*4 kernel + 4 biases
+    model = keras.Model(inputs, L.BatchNormalization(name="bn")(x))
+    kernel, bias, activations, batch_norm = 3 * 3 * 3 * 4, 4, 6 * 6 * 4, 4 * 4
+    assert cdp.profile(model).totals.memory_bytes == 4 * (kernel + bias + activations + batch_norm)
+    assert cdp.profile(model, memory="eq5").totals.memory_bytes == 4 * (kernel + activations)
+    with pytest.raises(ValueError, match="memory must be one of"):
+        cdp.profile(model, memory="folded")
+
+
+def test_mode_total_names_what_each_mode_budgets():
+    totals = cdp.profile(toy_cnn()).totals
+    assert totals.mode_total("flops") == totals.macs == totals.flops // 2
+    assert totals.mode_total("memory") == totals.memory_bytes
+    assert totals.of("flops") == totals.mode_total("flops")  # the old name still works
