@@ -1,0 +1,27 @@
+"""Device benchmarks: the paper's Table 6 on any device, Jetson included (§4.4.2).
+
+==============  ====================================================================================
+module          what it owns
+==============  ====================================================================================
+``record``      :func:`device_record`: CPU, memory, GPU, OS, versions; Jetson L4T, nvpmodel, clocks
+``tegrastats``  :func:`parse_tegrastats` (one line: rails in mW, RAM, CPU, GPU) and the background
+                :class:`TegrastatsSampler`
+``power``       :func:`open_power_meter`: tegrastats, jtop, NVML or RAPL energy, each naming its
+                source, or why there is none
+``bench``       :func:`run_device_benchmark`: 1 epoch at batch 5, baseline and each mode pruned up to
+                50 iterations, plus batch-1 latency
+``store``       results files (JSON lines): :func:`append_record`, :func:`load_results`, :func:`table6`
+==============  ====================================================================================
+
+From a terminal: ``cdp-tutorial bench-device --quick`` (about a minute on a 2-core CPU).
+"""
+
+from cdp_tutorial.devices.bench import iteration_limited_plan, run_device_benchmark
+from cdp_tutorial.devices.power import Energy, open_power_meter
+from cdp_tutorial.devices.record import device_record
+from cdp_tutorial.devices.store import append_record, load_results, table6
+from cdp_tutorial.devices.tegrastats import TegrastatsSampler, integrate_power, parse_tegrastats
+
+__all__ = ["Energy", "TegrastatsSampler", "append_record", "device_record", "integrate_power",
+           "iteration_limited_plan", "load_results", "open_power_meter", "parse_tegrastats",
+           "run_device_benchmark", "table6"]

@@ -1,0 +1,203 @@
+"""Device benchmarks: the tegrastats parser on recorded Jetson output, the sampler, the CPU path.
+
+No Jetson is reachable where these tests run. The parser is tested on tegrastats lines recorded on
+real boards and published (tests/data/tegrastats/, each file names its source); the background
+sampler runs against a stand-in ``tegrastats`` executable put on PATH, which prints recorded lines
+at the requested interval. The CPU path (training, timing, the results file) runs for real.
+"""
+
+import json
+import os
+import stat
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+import cdp_tutorial as cdp
+from cdp_tutorial.devices import (TegrastatsSampler, integrate_power, iteration_limited_plan, load_results,
+                                  open_power_meter, parse_tegrastats, run_device_benchmark, table6)
+from cdp_tutorial.devices.record import (clock_warning, clocks_state, device_record, parse_nv_tegra_release,
+                                         parse_nvpmodel_query)
+
+RECORDED = Path(__file__).parent / "data" / "tegrastats"
+
+
+def recorded_line(name):
+    lines = [l for l in (RECORDED / name).read_text().splitlines() if l.strip() and not l.startswith("#")]
+    return lines[0]
+
+
+# ------------------------------------------------------------------ parser, per Jetson generation
+@pytest.mark.parametrize("name, input_rail, input_mw, rails", [
+    ("nano_jetpack461.txt", "POM_5V_IN", 1750, {"POM_5V_IN": (1750, 1628), "POM_5V_GPU": (0, 0), "POM_5V_CPU": (366, 406)}),
+    ("nano_jetson_stats.txt", "POM_5V_IN", 4520, {"POM_5V_IN": (4520, 4680), "POM_5V_CPU": (1078, 1205)}),
+    ("tx2.txt", "VDD_IN", 3140, {"VDD_IN": (3140, 3208), "VDD_SYS_GPU": (153, 158), "VDD_SYS_DDR": (557, 601)}),
+    ("xavier_nx_jetpack411.txt", "VDD_IN", 6140, {"VDD_IN": (6140, 5510), "VDD_CPU_GPU_CV": (2706, 2119),
+                                                  "VDD_SOC": (1074, 1051)}),
+    ("xavier_nx_jetpack512.txt", "VDD_IN", 2763, {"VDD_IN": (2763, 2846), "VDD_CPU_GPU_CV": (650, 670),
+                                                  "VDD_SOC": (650, 711)}),
+])
+def test_the_input_rail_is_the_module_power_and_is_never_added_to_the_others(name, input_rail, input_mw, rails):
+    sample = parse_tegrastats(recorded_line(name))
+    assert sample["input_mw"] == input_mw
+    assert sample["input_source"] == f"{input_rail} (input rail)"
+    for rail, (now, average) in rails.items():
+        assert (sample["rails"][rail]["now_mw"], sample["rails"][rail]["average_mw"]) == (now, average)
+
+
+def test_a_board_without_input_rail_sums_its_rails_and_says_which():
+    sample = parse_tegrastats(recorded_line("agx_orin.txt"))
+    assert sample["input_mw"] == 3150 + 14312 + 4968 + 1091
+    assert sample["input_source"].startswith("sum of rails VDDQ_VDD2_1V8AO+VDD_CPU_CV+VDD_GPU_SOC+VIN_SYS_5V0")
+    assert sample["timestamp"] == "11-21-2025 08:49:48"
+
+
+def test_ram_cpu_and_gpu_utilisation_are_read():
+    nx = parse_tegrastats(recorded_line("xavier_nx_jetpack411.txt"))
+    assert (nx["ram_used_mb"], nx["ram_total_mb"]) == (5246, 7771)
+    assert nx["cpu_percent"] == [47, 23, 32, 22, 31, 96]
+    assert nx["cpu_mean_percent"] == pytest.approx((47 + 23 + 32 + 22 + 31 + 96) / 6)
+    assert parse_tegrastats(recorded_line("agx_orin.txt"))["gpu_percent"] == 14
+    assert parse_tegrastats("RAM 1/2MB CPU [10%@1190,off]")["cpu_percent"] == [10, None]
+
+
+def test_a_line_without_rails_parses_and_says_why_there_is_no_power():
+    sample = parse_tegrastats("RAM 1923/3964MB (lfb 2x2MB) CPU [5%@1224,4%@1224] GR3D_FREQ 0%@76")
+    assert sample["input_mw"] is None and "root" in sample["input_source"]
+
+
+@pytest.mark.parametrize("line", ["", "hello world", "CPU [5%@1224] VDD_IN 5000mW/5000mW",
+                                  "RAM 1/2MB VDD_IN five/5000", "RAM 1/2MB CPU [x@1224] VDD_IN 1/1"])
+def test_malformed_lines_raise_an_error_that_quotes_them(line):
+    with pytest.raises(ValueError, match="tegrastats") as error:
+        parse_tegrastats(line)
+    assert repr(line) in str(error.value)
+
+
+# ------------------------------------------------------------------ sampler, against a stand-in
+@pytest.fixture
+def fake_tegrastats(tmp_path, monkeypatch):
+    """A stand-in ``tegrastats`` on PATH (no Jetson here): prints recorded lines every --interval ms."""
+    lines = tmp_path / "lines.txt"
+    script = tmp_path / "bin" / "tegrastats"
+    script.parent.mkdir()
+    script.write_text(textwrap.dedent(f"""\
+        #!{sys.executable}
+        import sys, time
+        interval = int(sys.argv[sys.argv.index("--interval") + 1]) / 1000
+        lines = open({str(lines)!r}).read().splitlines()
+        while True:
+            for line in lines:
+                print(line, flush=True)
+                time.sleep(interval)
+        """))
+    script.chmod(script.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setenv("PATH", f"{script.parent}{os.pathsep}{os.environ['PATH']}")
+    return lines
+
+
+def test_sampler_integrates_the_input_rail_over_a_measured_interval(fake_tegrastats):
+    # an Orin-format line at a constant 5 W: 0.6 s of it is 3 J, whatever the sampling phase
+    line = recorded_line("xavier_nx_jetpack512.txt").replace("VDD_IN 2763mW/2846mW", "VDD_IN 5000mW/5000mW")
+    fake_tegrastats.write_text(line + "\n")
+    with TegrastatsSampler(interval_ms=50) as sampler:
+        assert sampler.wait_for_samples(2)
+        start = time.monotonic()
+        time.sleep(0.6)
+        end = time.monotonic()
+        assert sampler.wait_for_samples(len(sampler.samples) + 2)
+        joules, source = sampler.energy_j(start, end)
+    assert joules == pytest.approx(5.0 * (end - start), rel=1e-6)
+    assert source == "tegrastats VDD_IN (input rail)"
+
+
+def test_sampler_keeps_malformed_lines_as_errors_not_zeros(fake_tegrastats):
+    fake_tegrastats.write_text(recorded_line("nano_jetpack461.txt") + "\nthis is not tegrastats\n")
+    with TegrastatsSampler(interval_ms=20) as sampler:
+        assert sampler.wait_for_samples(3)
+    assert all(s["input_mw"] == 1750 for _, s in sampler.samples)
+    assert sampler.errors and "this is not tegrastats" in sampler.errors[0]
+
+
+def test_auto_power_meter_uses_tegrastats_when_it_is_on_path(fake_tegrastats):
+    fake_tegrastats.write_text(recorded_line("nano_jetpack461.txt") + "\n")
+    with open_power_meter("auto", interval_ms=20) as meter:
+        before = meter.read()
+        time.sleep(0.2)
+        energy = meter.measure(before, meter.read())
+    assert energy.source.startswith("tegrastats POM_5V_IN")
+    assert energy.mean_watts == pytest.approx(1.75)
+
+
+def test_without_a_sensor_the_figure_says_why_instead_of_zero(monkeypatch):
+    monkeypatch.setenv("PATH", "/nonexistent")
+    meter = open_power_meter("tegrastats")
+    energy = meter.measure(meter.read(), meter.read())
+    assert energy.joules is None and "not on PATH" in energy.why_not
+
+
+def test_integrate_power_refuses_an_interval_the_samples_do_not_cover():
+    assert integrate_power([0, 1, 2], [1000, 3000, 1000], 0, 2) == pytest.approx(4.0)
+    with pytest.raises(ValueError, match="cover"):
+        integrate_power([0.5, 1], [1000, 1000], 0, 1)
+
+
+# ------------------------------------------------------------------ device record
+def test_device_record_describes_this_machine():
+    record = device_record()
+    assert record["cpu_cores"] >= 1 and record["memory_gb"] > 0
+    assert record["versions"]["keras"].startswith("3.")
+    assert record["jetson"] is None  # no /etc/nv_tegra_release here
+    assert clock_warning({**record, "clocks": {"fixed": False, "how": "governor ondemand"}}).startswith("warning")
+    assert clock_warning({**record, "clocks": {"fixed": True, "how": "pinned"}}) is None
+
+
+def test_jetson_release_and_power_mode_are_read_from_their_files(tmp_path):
+    assert parse_nv_tegra_release("# R32 (release), REVISION: 7.1, GCID: 29818004, BOARD: t210ref") == "R32.7.1"
+    assert parse_nvpmodel_query("NV Power Mode: MAXN\n0\n") == {"name": "MAXN", "id": 0}
+    with pytest.raises(ValueError, match="nv_tegra_release"):
+        parse_nv_tegra_release("Ubuntu 22.04")
+    core = tmp_path / "cpu0" / "cpufreq"
+    core.mkdir(parents=True)
+    for name, value in (("scaling_min_freq", "1479000"), ("scaling_max_freq", "1479000"), ("scaling_governor", "schedutil")):
+        (core / name).write_text(value + "\n")
+    assert clocks_state(tmp_path)["fixed"] is True  # what jetson_clocks does: min = max
+    (core / "scaling_min_freq").write_text("102000\n")
+    assert clocks_state(tmp_path)["fixed"] is False
+
+
+# ------------------------------------------------------------------ Table 6 protocol, for real on this CPU
+def test_iteration_limited_plan_is_algorithm_1_stopped_after_n_iterations():
+    model = cdp.models.vgg16()
+    plan = iteration_limited_plan(model, "FA", 50, seed=3)
+    assert len(plan.history) == 50
+    same = cdp.plan_pruning(model, "FA", budget=plan.final.macs, seed=3)  # the loop stopped at that budget
+    assert same.widths == plan.widths and len(same.history) == 50
+
+
+def test_bench_device_writes_table6_records_with_the_device(tmp_path):
+    store = tmp_path / "results.jsonl"
+    records = run_device_benchmark(models=("alexnet",), modes=("FA",), dataset="fixture", train_size=20,
+                                   test_size=10, width_multiplier=0.125, iterations=10, latency_runs=3,
+                                   power="none", store=store, say=lambda *a: None)
+    lines = [json.loads(line) for line in store.read_text().splitlines()]
+    assert [r["mode"] for r in lines] == ["baseline", "flops"] == [r["mode"] for r in records]
+    for record in lines:
+        assert record["epoch_time_s"] > 0 and record["keras_latency_ms"] > 0
+        assert record["images_per_epoch"] == 20 and record["batch_size"] == 5
+        assert record["device"]["cpu_cores"] >= 1
+        assert record["energy_j"] is None and "switched off" in record["power_why_not"]
+        assert record["label"].startswith("not the paper's Table 6 protocol")
+    assert lines[1]["macs"] < lines[0]["macs"]  # planned on the full-size model
+    table = table6(load_results(store))
+    assert list(table["mode"]) == ["baseline", "flops"] and table["speed-up"].iloc[0] == 1.0
+
+
+def test_bench_device_rejects_bad_settings_before_training():
+    with pytest.raises(ValueError, match="unknown model"):
+        run_device_benchmark(models=("vgg61",))
+    with pytest.raises(ValueError, match="batch_size"):
+        run_device_benchmark(models=("vgg16",), batch_size=0)
