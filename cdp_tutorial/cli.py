@@ -8,6 +8,9 @@ Examples::
     cdp-tutorial sweep --model vgg16 --dataset cifar10 --modes PA FA MA --targets 0.3 \\
         --seeds 0 1 2 3 4 --profile paper --out results/
     cdp-tutorial summary --out results/
+    cdp-tutorial export --model-file vgg16_fa30.keras --precision fp32 full_int8 --out edge/
+    cdp-tutorial measure edge/vgg16_fa30_fp32.tflite --threads 2 --out results/
+    cdp-tutorial bench-device --quick               # Table 6 on this device, about a minute on 2 cores
 
 ``train`` and ``sweep`` add every finished run to ``results.jsonl`` in ``--out`` and skip runs that
 are already there; an interrupted run continues from its last completed epoch.
@@ -16,6 +19,7 @@ are already there; an interrupted run continues from its last completed epoch.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -90,7 +94,57 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.add_argument("--paper", action="store_true", help="show the paper's numbers side by side")
     p.add_argument("--csv", default=None, help="also write the summary table here (refuses to overwrite)")
+
+    p = sub.add_parser("bench-device", help="Table 6 on this device: 1 epoch at batch 5 per mode, latency, power")
+    p.add_argument("--quick", action="store_true",
+                   help="about a minute on a 2-core CPU: fixture data, 100 images, x0.25 width (not the paper's protocol)")
+    p.add_argument("--models", nargs="+", type=str.lower, default=None, choices=sorted(MODELS),
+                   help="default: vgg16 alexnet (the paper's)")
+    p.add_argument("--modes", nargs="+", default=["PA", "FA", "MA"])
+    p.add_argument("--dataset", default=None, help="default: the paper's (vgg16: cifar10, alexnet: cifar100)")
+    p.add_argument("--train-size", type=int, default=None)
+    p.add_argument("--test-size", type=int, default=None)
+    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--batch-size", type=int, default=5)
+    p.add_argument("--iterations", type=int, default=50, help="Algorithm 1 iterations per mode")
+    p.add_argument("--step", type=float, default=0.1)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--width-multiplier", type=float, default=None)
+    p.add_argument("--latency-runs", type=int, default=None)
+    p.add_argument("--power", default="auto", choices=["auto", "tegrastats", "jtop", "nvml", "rapl", "none"])
+    p.add_argument("--interval-ms", type=int, default=100, help="tegrastats / jtop sampling interval")
+    p.add_argument("--note", default=None, help="free text kept with every record")
+    p.add_argument("--out", default=None,
+                   help="results file (JSON lines, appended); default device-results/<device>.jsonl")
+    _add_edge_commands(sub)
     return parser
+
+
+def _add_edge_commands(sub) -> None:
+    from cdp_tutorial.edge import PRECISIONS
+    from cdp_tutorial.models import MODELS
+
+    p = sub.add_parser("export", help="a Keras model to LiteRT (fp32/fp16/int8), checked against Keras")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--model-file", help="a saved .keras model (trained, pruned or not)")
+    which.add_argument("--model", type=str.lower, choices=sorted(MODELS),
+                       help="or an untrained CIFAR architecture (enough for latency)")
+    p.add_argument("--plan", default=None, help="with --model: a plan JSON to apply first")
+    p.add_argument("--width-multiplier", type=float, default=1.0, help="with --model: scale every width")
+    p.add_argument("--precision", nargs="+", default=["fp32"], choices=PRECISIONS)
+    p.add_argument("--dataset", default="fixture", help="test images for the check, training images for int8 calibration")
+    p.add_argument("--test-size", type=int, default=None)
+    p.add_argument("--out", required=True, help="folder for <name>_<precision>.tflite and its .json")
+    p.add_argument("--overwrite", action="store_true", help="replace existing files")
+
+    p = sub.add_parser("measure", help="batch-1 latency, CPU, peak RAM (and RAPL energy) of .tflite/.keras files")
+    p.add_argument("files", nargs="+", help=".tflite or .keras files")
+    p.add_argument("--dataset", default="fixture", help="the test images drawn from")
+    p.add_argument("--images", type=int, default=100, help="timed images (the paper: 100)")
+    p.add_argument("--warmup", type=int, default=10)
+    p.add_argument("--threads", type=int, default=2, help="LiteRT interpreter threads (the paper's VM: 2 CPUs)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="folder whose edge.jsonl the measurements are appended to")
 
 
 def main(argv=None) -> int:
@@ -202,7 +256,84 @@ def _print_summary(frame) -> None:
         print(f"* {label}")
 
 
-COMMANDS = {"profile": _profile, "plan": _plan, "train": _train, "sweep": _sweep, "summary": _summary}
+def _bench_device(args) -> int:
+    from cdp_tutorial.devices.bench import QUICK_SETTINGS, run_device_benchmark
+    from cdp_tutorial.devices.record import device_record, device_slug
+    from cdp_tutorial.devices.store import load_results, table6
+
+    quick = QUICK_SETTINGS if args.quick else {}
+    out = Path(args.out) if args.out else Path("device-results") / f"{device_slug(device_record())}.jsonl"
+    run_device_benchmark(
+        models=args.models or quick.get("models", ("vgg16", "alexnet")), modes=args.modes,
+        dataset=args.dataset or quick.get("dataset"), train_size=args.train_size or quick.get("train_size"),
+        test_size=args.test_size or quick.get("test_size"), epochs=args.epochs, batch_size=args.batch_size,
+        iterations=args.iterations, step=args.step, seed=args.seed,
+        width_multiplier=args.width_multiplier or quick.get("width_multiplier", 1.0),
+        latency_runs=args.latency_runs or quick.get("latency_runs", 50), power=args.power,
+        interval_ms=args.interval_ms, store=out, note=args.note)
+    with pd.option_context("display.width", 200, "display.max_columns", 20):
+        print(table6(load_results(out)).drop(columns=["protocol"]).to_string(index=False))
+    print(f"results appended to {out}; send it back as data/devices/<name>.jsonl in a pull request")
+    return 0
+
+
+def _export(args) -> int:
+    import keras
+
+    import cdp_tutorial as cdp
+    from cdp_tutorial.data import load_dataset
+    from cdp_tutorial.edge import export_litert, split_arrays
+
+    if args.model_file:
+        if not Path(args.model_file).is_file():
+            raise FileNotFoundError(f"no Keras model at {args.model_file}")
+        model = keras.saving.load_model(args.model_file)
+        name = Path(args.model_file).stem
+    else:
+        model = cdp.models.build_model(args.model, width_multiplier=args.width_multiplier)
+        name = args.model
+        if args.plan:
+            plan = cdp.PruningPlan.load(args.plan)
+            model = cdp.apply_plan(cdp.models.build_model(args.model), plan)
+            name = Path(args.plan).stem
+    data = load_dataset(args.dataset, test_size=args.test_size)
+    images, labels = split_arrays(data, "test")
+    calibration = split_arrays(data, "train", limit=200)[0] if "full_int8" in args.precision else None
+    for precision in args.precision:
+        path = export_litert(model, Path(args.out) / f"{name}_{precision}.tflite", precision,
+                             representative_images=calibration if precision == "full_int8" else None,
+                             overwrite=args.overwrite, check_images=images, check_labels=labels,
+                             description={"source": args.model_file or name, "check_dataset": data.description})
+        check = json.loads(path.with_name(path.name + ".json").read_text(encoding="utf-8"))["check"]
+        print(f"{path}: {path.stat().st_size / 2**20:.2f} MiB; accuracy Keras {check['keras_accuracy']:.4f}, "
+              f"LiteRT {check['litert_accuracy']:.4f}; same top-1 on {check['agreement']:.1%}; "
+              f"max |delta logits| {check['max_abs_logit_diff']:.2e}")
+    return 0
+
+
+def _measure(args) -> int:
+    from cdp_tutorial.data import load_dataset
+    from cdp_tutorial.edge import EdgeStore, measure, split_arrays
+
+    missing = [f for f in args.files if not Path(f).is_file()]
+    if missing:
+        raise FileNotFoundError(f"no such file: {', '.join(missing)}")
+    data = load_dataset(args.dataset)
+    images, _ = split_arrays(data, "test")
+    store = EdgeStore(args.out)
+    for file in args.files:
+        result = measure(file, images, n_images=args.images, warmup=args.warmup, threads=args.threads,
+                         seed=args.seed)
+        store.append(result.record(file=str(file), dataset=data.description))
+        print(result.summary())
+        print(f"  energy: {result.energy_j_per_image if result.energy_j_per_image is not None else 'n/a'}"
+              f" ({result.energy_note})")
+    print(f"appended to {store.path}")
+    return 0
+
+
+COMMANDS = {"export": _export, "measure": _measure, "profile": _profile, "plan": _plan, "train": _train, "sweep": _sweep, "summary": _summary,
+            "bench-device": _bench_device}
 
 if __name__ == "__main__":
     sys.exit(main())
