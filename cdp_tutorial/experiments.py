@@ -246,6 +246,12 @@ def run_sweep(specs, out_dir, *, backend: str = "serial", gpus_per_trial: float 
         Resources of each Ray trial (0.25 GPU packs four trials per GPU).
     progress : bool
         A progress bar over the sweep.
+
+    Raises
+    ------
+    TrialsFailed
+        With ``backend="ray"``, once every trial has ended, if any failed: it names each failed
+        run and its error (the serial backend stops at the first error instead).
     """
     if backend not in ("serial", "ray"):
         raise ValueError(f"backend must be 'serial' or 'ray', got {backend!r}")
@@ -286,6 +292,16 @@ def _run_serially(todo, out_dir, store, progress, verbose):
                       f"{record['wall_time_s']:.0f} s")
 
 
+class TrialsFailed(RuntimeError):
+    """Some Ray trials of a sweep failed: ``failures`` maps each one's run key to its error."""
+
+    def __init__(self, failures: dict, total: int):
+        self.failures = failures
+        details = "".join(f"\n  {key}: {error}" for key, error in failures.items())
+        super().__init__(f"{len(failures)} of {total} Ray trials failed; the others are recorded and "
+                         f"running the sweep again retries only these:{details}")
+
+
 def _run_with_ray(todo, out_dir, store, gpus_per_trial, cpus_per_trial, progress):
     try:
         from ray import tune
@@ -294,7 +310,6 @@ def _run_with_ray(todo, out_dir, store, gpus_per_trial, cpus_per_trial, progress
     if not todo:
         return
     out_dir = str(Path(out_dir).resolve())
-    by_key = {s.key: s for s in todo}
 
     def trainable(config):
         import tensorflow as tf
@@ -310,13 +325,16 @@ def _run_with_ray(todo, out_dir, store, gpus_per_trial, cpus_per_trial, progress
         run_config=tune.RunConfig(storage_path=str(Path(out_dir) / "ray"), name="sweep",
                                   verbose=1 if progress else 0),
     )
+    failures = {}
     for result in tuner.fit():
         if result.error is None and "record" in result.metrics:
-            record = json.loads(result.metrics["record"])
-            if record["key"] in by_key:
-                store.append(record)  # only the driver writes the store
-        elif progress:
-            print(f"a trial failed: {result.error}")
+            store.append(json.loads(result.metrics["record"]))  # only the driver writes the store
+        else:  # Ray wraps the trial's own exception (RayTaskError.cause): report that one
+            cause = getattr(result.error, "cause", None) or result.error
+            key = RunSpec(**result.config["spec"]).key
+            failures[key] = f"{type(cause).__name__}: {cause} (log: {result.path})"
+    if failures:
+        raise TrialsFailed(failures, total=len(todo))
 
 
 # --------------------------------------------------------------------------------------------

@@ -3,6 +3,12 @@
 The repository's address lives here and nowhere else: the Colab/Binder badges and the guarded
 Colab install cell of every notebook are generated from :data:`REPOSITORY` by
 ``python scripts/sync_notebooks.py``, and a test checks that they agree.
+
+Colab has its own front end and a preinstalled scientific stack, so its install cell adds only
+what Colab lacks: this package, without extras (no JupyterLab). :data:`COLAB_STACK` records the
+Colab versions the cell was written against; a test keeps the package's lower bounds at or below
+them, so that installing the package upgrades nothing Colab already imported (which would ask the
+user to restart the runtime).
 """
 
 from __future__ import annotations
@@ -14,6 +20,27 @@ import sys
 #: GitHub ``owner/name`` of this project, and the branch the badges point at.
 REPOSITORY = "cdp-tutorial/cdp-tutorial"
 BRANCH = "main"
+
+#: The Colab runtime the install cell was written against: googlecolab/backend-info,
+#: ``pip-freeze.txt`` and ``os-info.txt`` at commit a7240792 (2026-08-19, "Upgrade to Python 3.13").
+#: Colab has no JupyterLab (its front end is its own; ``notebook`` 6.5.7 serves the kernel).
+#: ``None``: Colab lacks the package, so the install cell adds it.
+COLAB_STACK: dict[str, str | None] = {
+    "python": "3.13.15",
+    "tensorflow": "2.20.0",
+    "keras": "3.13.2",
+    "numpy": "2.1.3",
+    "pandas": "2.2.3",
+    "matplotlib": "3.10.0",
+    "seaborn": "0.13.2",
+    "ipywidgets": "7.7.1",
+    "tqdm": "4.67.3",
+    "scikit-learn": "1.6.1",
+    "scipy": "1.16.3",
+    "pillow": "11.3.0",
+    "psutil": "5.9.5",
+    "ai-edge-litert": None,  # not on Colab: the install cell would add it
+}
 
 
 def github_url() -> str:
@@ -39,13 +66,24 @@ def badges(notebook: str) -> str:
 
 
 def install_requirement() -> str:
-    """What Colab's install cell passes to pip (Colab opens only the notebook, not the repository)."""
-    return f"cdp-tutorial[tutorial] @ git+{github_url()}@{BRANCH}"
+    """What Colab's install cell passes to pip: the package alone, from GitHub.
+
+    Colab opens only the notebook, not the repository, hence the ``git+`` address; no extras,
+    because Colab brings its own front end (the ``tutorial`` extra is JupyterLab, for local use).
+
+    Examples
+    --------
+    >>> install_requirement()
+    'cdp-tutorial @ git+https://github.com/cdp-tutorial/cdp-tutorial@main'
+    """
+    return f"cdp-tutorial @ git+{github_url()}@{BRANCH}"
 
 
 def colab_install_cell() -> str:
+    """Source of the guarded install cell: on Colab, install what Colab lacks; elsewhere, nothing."""
     return (
-        "# Colab opens only this notebook: install the helper package there (elsewhere it is installed).\n"
+        "# Colab opens only this notebook and has its own front end and scientific stack:\n"
+        "# install just the helper package there (elsewhere it is installed already).\n"
         "import sys\n"
         "if \"google.colab\" in sys.modules:\n"
         f"    %pip install -q \"{install_requirement()}\""

@@ -4,7 +4,10 @@
     python scripts/sync_notebooks.py --check  # exit 1 and list what differs (used by the tests)
 
 * the badge line (the line with ``colab-badge.svg``) is regenerated from ``cdp_tutorial.notebook``;
-* the guarded Colab install cell (the code cell mentioning ``google.colab``) likewise;
+* the guarded Colab install cell (the code cell that ``%pip install``-s ``cdp-tutorial`` under a
+  ``google.colab`` guard) likewise: it installs the package alone, no extras and no JupyterLab, since
+  Colab has its own front end (see ``cdp_tutorial.notebook.COLAB_STACK``); another Colab-only cell
+  (one installing something else) is left as written;
 * volatile metadata is dropped: execution timings, widget state, kernel display details;
   widget outputs keep only their plain-text fallback (model ids change every run).
 """
@@ -54,7 +57,7 @@ def canonical(nb: dict, name: str) -> dict:
         if cell["cell_type"] == "markdown" and "colab-badge.svg" in source:
             lines = [badges(name) if "colab-badge.svg" in line else line for line in source.split("\n")]
             source = "\n".join(lines)
-        if cell["cell_type"] == "code" and "google.colab" in source and "%pip install" in source:
+        if cell["cell_type"] == "code" and is_package_install_cell(source):
             source = colab_install_cell()
         cell["source"] = source.splitlines(keepends=True)
         if "outputs" in cell:
@@ -65,6 +68,11 @@ def canonical(nb: dict, name: str) -> dict:
                 del data[WIDGET_MIME]
             output.get("metadata", {}).pop(WIDGET_MIME, None)
     return nb
+
+
+def is_package_install_cell(source: str) -> bool:
+    """Whether a code cell's source is (a version of) the guarded Colab install of this package."""
+    return "google.colab" in source and "%pip install" in source and "cdp-tutorial" in source
 
 
 def _without_chatter(output: dict) -> dict | None:

@@ -8,9 +8,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
+from packaging.specifiers import SpecifierSet
+from packaging.utils import canonicalize_name
 
 import cdp_tutorial as cdp
-from cdp_tutorial.notebook import REPOSITORY, badges, colab_install_cell
+from cdp_tutorial.notebook import COLAB_STACK, REPOSITORY, badges, colab_install_cell, install_requirement
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
@@ -53,6 +56,33 @@ def test_repository_address_lives_in_one_place():
     result = subprocess.run([sys.executable, str(ROOT / "scripts" / "sync_notebooks.py"), "--check"],
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_colab_cell_installs_the_package_alone():
+    """Colab has its own front end: the cell adds this package from GitHub, no extras, no JupyterLab."""
+    cell = colab_install_cell()
+    requirement = Requirement(install_requirement())
+    assert requirement.name == "cdp-tutorial" and not requirement.extras
+    assert requirement.url == f"git+https://github.com/{REPOSITORY}@main"
+    assert 'if "google.colab" in sys.modules:' in cell and f'%pip install -q "{install_requirement()}"' in cell
+    assert "jupyter" not in cell.lower() and "[" not in cell
+
+
+def test_lower_bounds_admit_colabs_preinstalled_stack():
+    """Installing the package on Colab upgrades nothing Colab has (and may have imported already)."""
+    tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    assert COLAB_STACK["python"] in SpecifierSet(project["requires-python"])
+    colab = {canonicalize_name(name): version for name, version in COLAB_STACK.items()}
+    for line in project["dependencies"]:
+        requirement = Requirement(line)
+        name = canonicalize_name(requirement.name)
+        assert name in colab, (f"new dependency {requirement.name}: add Colab's version to COLAB_STACK in "
+                               "cdp_tutorial/notebook.py (None if Colab lacks it)")
+        if colab[name] is not None:
+            assert requirement.specifier.contains(colab[name], prereleases=True), (
+                f"{line!r} excludes Colab's {requirement.name} {colab[name]}: the install cell would "
+                "replace it and Colab would ask for a restart; lower the bound")
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)

@@ -1,0 +1,130 @@
+"""The ways in besides a local clone, exercised for real: Ray Tune sweeps, Binder (repo2docker).
+
+CI installs Ray Tune and repo2docker through the ``test`` extra, so none of these is skipped there.
+Colab's install cell is checked in ``test_project.py`` with the other notebook promises.
+"""
+
+import dataclasses
+import re
+import shlex
+import subprocess
+import sys
+from importlib import resources
+from pathlib import Path
+
+import pytest
+from packaging.specifiers import SpecifierSet
+
+from cdp_tutorial import cli
+from cdp_tutorial.experiments import RESULTS_FILE, ResultsStore, TrialsFailed, make_specs, run_sweep
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def requires_python() -> SpecifierSet:
+    text = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    return SpecifierSet(re.search(r'^requires-python\s*=\s*"([^"]+)"', text, re.M).group(1))
+
+
+# --------------------------------------------------------------------------------------------
+# Ray Tune: a real local Ray instance, real trials on the fixture
+# --------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def local_ray():
+    """A Ray instance of this test's own (``address="local"`` never joins another user's cluster)."""
+    ray = pytest.importorskip("ray", reason='Ray Tune comes with the test extra: pip install -e ".[test]"')
+    # 3 logical CPUs: the three one-CPU trials below start together (the failing one ends at once).
+    options = dict(address="local", num_cpus=3, include_dashboard=False, log_to_driver=False)
+    try:
+        ray.init(**options)
+    except Exception as error:  # Ray allows its raylet a fixed 30 s to register: once more if overloaded
+        if "timed out during startup" not in str(error):
+            raise
+        ray.shutdown()
+        ray.init(**options)
+    yield ray
+    ray.shutdown()
+
+
+def test_ray_sweep_records_finished_trials_and_reports_a_failed_one(tmp_path, local_ray):
+    out = tmp_path / "sweep"
+    specs = make_specs("alexnet", ["PA"], [0.5], [0], profile="quick", epochs=1, train_size=200,
+                       test_size=100)
+    # A run the fixture cannot serve (it has 2,000 training images): it fails inside its trial.
+    too_big = dataclasses.replace(specs[1], seed=1, train_size=5000)
+
+    with pytest.raises(TrialsFailed) as failed:
+        run_sweep([*specs, too_big], out, backend="ray", progress=False)
+
+    # the user learns which run failed and why, without a progress bar
+    assert list(failed.value.failures) == [too_big.key]
+    assert "ValueError: train_size=5000 exceeds the 2,000 images available" in str(failed.value)
+    assert too_big.key in str(failed.value)
+    # the two good trials are recorded, once each, by the driver alone (no store in the trials)
+    records = ResultsStore(out).records()
+    assert sorted(r["key"] for r in records) == sorted(s.key for s in specs)
+    assert all(0 <= r["test_accuracy"] <= 1 and r["epochs_trained"] == 1 for r in records)
+    assert list(out.rglob(RESULTS_FILE)) == [out / RESULTS_FILE]
+    assert all((out / "runs" / s.key).is_dir() for s in specs)  # each trial's checkpoints
+
+    # a rerun skips what is finished: no new trial, the store untouched
+    before = (out / RESULTS_FILE).read_bytes()
+    trials_before = sorted(p.name for p in (out / "ray" / "sweep").iterdir())
+    frame = run_sweep(specs, out, backend="ray", progress=False)
+    assert sorted(frame.key) == sorted(s.key for s in specs)
+    assert (out / RESULTS_FILE).read_bytes() == before
+    assert sorted(p.name for p in (out / "ray" / "sweep").iterdir()) == trials_before
+
+
+def readme_section(title: str) -> str:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    match = re.search(rf"^## {re.escape(title)}\n(.*?)(?=^## )", readme, re.S | re.M)
+    assert match, f"README.md has no section '## {title}'"
+    return match.group(1)
+
+
+def test_readme_shows_a_ray_cluster_and_its_sweep_command_is_valid():
+    section = readme_section("Beyond one machine")
+    for needed in ("ray start --head", "--address", "RAY_ADDRESS", "--gpus-per-trial",
+                   RESULTS_FILE, "runs/", "skip"):
+        assert needed in section, f"'Beyond one machine' no longer mentions {needed}"
+    commands = "\n".join(re.findall(r"```bash\n(.*?)```", section, re.S))
+    sweeps = [line.strip() for line in commands.splitlines() if "cdp-tutorial sweep" in line]
+    assert sweeps and all("--backend ray" in line for line in sweeps)
+    for line in sweeps:  # the documented options exist (parsing runs nothing)
+        words = shlex.split(line)
+        args = cli.build_parser().parse_args(words[words.index("cdp-tutorial") + 1:])
+        assert args.backend == "ray"
+
+
+# --------------------------------------------------------------------------------------------
+# Binder: repo2docker itself reads binder/ and writes the Dockerfile it would build
+# --------------------------------------------------------------------------------------------
+def test_repo2docker_accepts_binder_folder():
+    pytest.importorskip("repo2docker", reason='repo2docker comes with the test extra: pip install -e ".[test]"')
+    # --no-build: generate the build script only (no Docker engine needed); --debug prints it
+    result = subprocess.run([sys.executable, "-m", "repo2docker", "--no-build", "--no-run", "--debug",
+                             str(ROOT)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    dockerfile = result.stdout
+    assert "FROM " in dockerfile
+    # binder/ wins over the top-level environment.yml (that one is for conda users)
+    assert "src/binder/environment.yml" in dockerfile and "src/environment.yml" not in dockerfile
+    assert "RUN ./binder/postBuild" in dockerfile
+    python = re.search(r"Building conda environment for python=(\d+\.\d+)", result.stderr).group(1)
+    assert f"{python}.0" in requires_python(), f"Binder's Python {python} is not in requires-python"
+
+
+def test_binder_installs_the_package_on_repo2dockers_own_jupyterlab():
+    pytest.importorskip("repo2docker", reason='repo2docker comes with the test extra: pip install -e ".[test]"')
+    environment = (ROOT / "binder" / "environment.yml").read_text(encoding="utf-8")
+    python = re.search(r"python=(\d+\.\d+)", environment).group(1)
+    # the environment repo2docker starts from already serves JupyterLab for that Python ...
+    lock = resources.files("repo2docker") / "buildpacks" / "conda" / f"environment.py-{python}-linux-64.lock"
+    assert "/jupyterlab-4" in lock.read_text(encoding="utf-8")
+    # ... so postBuild adds the package alone, and stops at the first error
+    post_build = (ROOT / "binder" / "postBuild").read_text(encoding="utf-8")
+    install = [line for line in post_build.splitlines() if "pip install" in line]
+    assert install and install[0].rstrip().endswith("-e .")
+    assert "jupyterlab" not in install[0] and "[tutorial]" not in post_build
+    assert "set -euo pipefail" in post_build
