@@ -64,7 +64,8 @@ def split_arrays(dataset, split: str = "test", limit: int | None = None):
 
 
 def export_litert(model, path, precision: str = "fp32", *, representative_images=None,
-                  calibration_size: int = 100, overwrite: bool = False, description=None) -> Path:
+                  calibration_size: int = 100, overwrite: bool = False, description=None,
+                  check_images=None, check_labels=None) -> Path:
     """Convert a Keras model to a LiteRT ``.tflite`` file, with a JSON description beside it.
 
     Parameters
@@ -82,6 +83,9 @@ def export_litert(model, path, precision: str = "fp32", *, representative_images
         Replace an existing file instead of raising ``FileExistsError``.
     description : dict, optional
         Extra fields for the JSON (what the model is, how it was trained).
+    check_images, check_labels : numpy.ndarray, optional
+        Test images and labels: the exported file is run on them and :func:`compare_with_keras`'s
+        figures (both accuracies, agreement, max \|Δ logits\|) are stored in the JSON as ``check``.
 
     Returns
     -------
@@ -140,6 +144,8 @@ def export_litert(model, path, precision: str = "fp32", *, representative_images
             "calibration_images": len(calibration) if precision == "full_int8" else 0,
             "converter": "keras model.export(format='litert') -> tf.lite.TFLiteConverter",
             "tensorflow": tf.__version__, **(description or {})}
+    if check_images is not None:
+        info["check"] = compare_with_keras(model, path, check_images, check_labels)
     write_json_atomically(describe_path(path), info)
     return path
 
