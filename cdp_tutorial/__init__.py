@@ -20,6 +20,7 @@ The package mirrors the paper, one idea per module:
 ``profiles``               quick / standard / paper run profiles
 ``notebook``               notebook plumbing: links, the Setup cell
 ``files``                  atomic writes (nothing is ever half-written)
+``devices``                Table 6 on any device: ``bench-device``, tegrastats power, device records
 ``edge``                   LiteRT export (fp32/fp16/int8), measured latency, CPU, RAM, energy
 =========================  ===============================================================
 
