@@ -5,6 +5,9 @@ test that trains (the probes) trains for one epoch on 300 images. The cascade an
 freshly initialised real models: what they check holds for any weights.
 """
 
+import doctest
+import importlib
+
 import keras
 import numpy as np
 import pandas as pd
@@ -25,6 +28,13 @@ def data():
 @pytest.fixture(scope="module")
 def split(data):
     return ec.holdout_validation(data, 100, seed=0)
+
+
+@pytest.mark.parametrize("name", ["images", "compound", "cascade", "cropping"])
+def test_docstring_examples_run(name):
+    module = importlib.import_module(f"cdp_tutorial.edgecompress.{name}")
+    result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted > 0 and result.failed == 0
 
 
 # --------------------------------------------------------------------------- images
@@ -136,6 +146,12 @@ def test_an_unsure_image_goes_on_and_pays_for_both_stages():
     assert outcome.accuracy == pytest.approx(2 / 3)
 
 
+def test_expected_latency_charges_every_stage_an_image_passes_through():
+    outcome = ec.simulate_cascade([SMALL, LARGE], LABELS, [10, 100], 0.5)
+    # Latency obeys the same bookkeeping as MACs: with latencies equal to the MACs, the averages agree.
+    assert ec.expected_latency(outcome.exit_fractions, (10, 100)) == pytest.approx(outcome.average_macs)
+
+
 def test_cascade_curve_and_threshold_choice():
     curve = ec.cascade_curve([SMALL, LARGE], LABELS, [10, 100], thresholds=[0, 0.15, 0.5, 1])
     assert curve.average_macs.is_monotonic_increasing
@@ -155,7 +171,8 @@ def test_cascade_curve_and_threshold_choice():
      r"the cascade's models disagree: .* got shapes \[\(3, 2\), \(3, 3\)\]"),
     (lambda: ec.simulate_cascade([SMALL, LARGE], LABELS, [10], 0.5), r"macs must have one entry per model \(2\)"),
     (lambda: ec.choose_threshold([SMALL], LABELS, [10], 1.2), r"target_accuracy must be ≥ 0 and ≤ 1"),
-], ids=["threshold-above-1", "negative-threshold", "classes-disagree", "macs-per-model", "target"])
+    (lambda: ec.expected_latency((0.5, 0.4), (1.0, 2.0)), r"exit fractions must sum to 1, got 0.9"),
+], ids=["threshold-above-1", "negative-threshold", "classes-disagree", "macs-per-model", "target", "fractions"])
 def test_cascade_bad_input(call, message):
     with pytest.raises(ValueError, match=message):
         call()

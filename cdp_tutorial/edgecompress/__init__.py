@@ -14,16 +14,16 @@ are this tutorial's, written from the paper's description; notebook 08 uses them
 """
 
 from cdp_tutorial.edgecompress.cascade import (Cascade, CascadeOutcome, cascade_curve, choose_threshold,
-                                               simulate_cascade, softmax_margin)
+                                               expected_latency, simulate_cascade, softmax_margin)
 from cdp_tutorial.edgecompress.compound import (CompoundConfig, CompoundSearch, compound_config,
                                                 measure_contributions, search_compound, train_config)
 from cdp_tutorial.edgecompress.cropping import (box_iou, cam_boxes, crop_images, foreground_predictor, grad_cam,
                                                 predict_boxes, train_predictor)
-from cdp_tutorial.edgecompress.images import (at_resolution, class_probabilities, holdout_validation, normalise,
-                                              resize_images, with_images)
+from cdp_tutorial.edgecompress.images import (at_resolution, class_probabilities, holdout_validation, model_outputs,
+                                              normalise, resize_images, with_images)
 
 __all__ = ["Cascade", "CascadeOutcome", "CompoundConfig", "CompoundSearch", "at_resolution", "box_iou",
            "cam_boxes", "cascade_curve", "choose_threshold", "class_probabilities", "compound_config",
-           "crop_images", "foreground_predictor", "grad_cam", "holdout_validation", "measure_contributions",
-           "normalise", "predict_boxes", "resize_images", "search_compound", "simulate_cascade",
+           "crop_images", "expected_latency", "foreground_predictor", "grad_cam", "holdout_validation", "measure_contributions",
+           "model_outputs", "normalise", "predict_boxes", "resize_images", "search_compound", "simulate_cascade",
            "softmax_margin", "train_config", "train_predictor", "with_images"]

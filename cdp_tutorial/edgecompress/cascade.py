@@ -36,7 +36,8 @@ import tensorflow as tf
 from cdp_tutorial.checks import check_int, check_number
 from cdp_tutorial.edgecompress.images import model_outputs, normalise
 
-__all__ = ["Cascade", "CascadeOutcome", "cascade_curve", "choose_threshold", "simulate_cascade", "softmax_margin"]
+__all__ = ["Cascade", "CascadeOutcome", "cascade_curve", "choose_threshold", "expected_latency", "simulate_cascade",
+           "softmax_margin"]
 
 
 def softmax_margin(probabilities) -> np.ndarray:
@@ -185,6 +186,28 @@ def choose_threshold(probabilities, labels, macs, target_accuracy, thresholds=No
                          f"{curve.accuracy.max():.3f} (threshold {curve.threshold[curve.accuracy.idxmax()]:g})")
     best = good.sort_values(["average_macs", "threshold"]).iloc[0]
     return simulate_cascade(probabilities, labels, macs, float(best.threshold))
+
+
+def expected_latency(exit_fractions, stage_latencies) -> float:
+    r"""Average latency of a cascade from its exit fractions and each stage's measured latency.
+
+    .. math:: \bar t = \sum_j f_j \sum_{i \le j} t_i
+
+    (the margin test between stages is negligible next to a model). Use it with per-model
+    latencies measured on the target device (``cdp_tutorial.edge.measure`` on LiteRT files).
+
+    Examples
+    --------
+    >>> expected_latency((0.5, 0.5), (2.0, 10.0))
+    7.0
+    """
+    fractions = [check_number(f, "exit fraction", minimum=0, maximum=1) for f in exit_fractions]
+    latencies = [check_number(t, "stage latency", minimum=0) for t in stage_latencies]
+    if len(fractions) != len(latencies):
+        raise ValueError(f"one exit fraction per stage latency, got {len(fractions)} and {len(latencies)}")
+    if abs(sum(fractions) - 1) > 1e-6:
+        raise ValueError(f"exit fractions must sum to 1, got {sum(fractions):g}")
+    return float(np.dot(fractions, np.cumsum(latencies)))
 
 
 class Cascade:
