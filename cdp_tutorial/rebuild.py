@@ -1,13 +1,16 @@
 """Turn a pruning plan into a real, smaller Keras model (not a mask).
 
-:func:`apply_plan` clones the model with ``keras.models.clone_model`` and a ``clone_function`` that
-edits each pruned conv's ``filters``; Keras then infers every downstream shape (batch norm, the
-depthwise conv, the next conv's input channels, the dense layer after ``Flatten``) by itself.
+:func:`apply_plan` clones the model with ``keras.models.clone_model`` (recursively, so a backbone
+nested as a layer shrinks too) and a ``clone_function`` that edits each pruned layer's ``filters``
+(``units`` for a dense layer applied at every position); Keras then infers every downstream shape
+(batch norm, the depthwise conv, the next conv's input channels, the dense layer after ``Flatten``)
+by itself.
 
 By default the new model is freshly initialised: the paper trains the pruned architecture once,
-from scratch. With ``keep_weights=True`` the surviving filters (chosen at random, seeded — the
-paper removes filters at random, not by rank) keep their trained weights, and every layer that
-reads them is sliced to match, for fine-tuning experiments.
+from scratch. With ``keep_weights=True`` the surviving filters keep their trained weights, and
+every layer that reads them is sliced to match, for fine-tuning experiments. Which filters survive
+is a seeded random choice (the paper removes filters at random, not by rank), or, given
+``importance={layer: scores}``, the highest-scoring ones: the hook importance criteria plug into.
 """
 
 from __future__ import annotations
