@@ -106,3 +106,47 @@ def test_the_comparison_would_catch_a_drift(algorithm_1, nets):
 def test_inline_cells_are_found_by_their_marker():
     with pytest.raises(AssertionError, match="expected exactly one cell"):
         inline_cell("03_algorithm_1.ipynb", "no_such_function")
+
+
+# ------------------------------------------------------------------ the course: notebooks 00-04
+
+COURSE = ["00_index.ipynb", "01_complexity_equations.ipynb", "02_weighted_sampling.ipynb",
+          "03_algorithm_1.ipynb", "04_training_pruned_models.ipynb"]
+
+
+def cells_of(notebook: str) -> list[dict]:
+    return json.loads((NOTEBOOKS / notebook).read_text(encoding="utf-8"))["cells"]
+
+
+@pytest.mark.parametrize("notebook", COURSE)
+def test_course_notebook_opens_with_time_and_prerequisites_and_ends_with_exercises(notebook):
+    cells = cells_of(notebook)
+    text = ["".join(c["source"]) for c in cells]
+    opening = text[0]
+    assert "In this notebook you will" in opening and "minutes" in opening and "prerequisites" in opening
+    markdown = "\n".join(t for c, t in zip(cells, text) if c["cell_type"] == "markdown")
+    for heading in ("## Recap", "## Exercises", "## Further reading"):
+        assert heading in markdown, f"{notebook}: no {heading!r} section"
+    solutions = [t for c, t in zip(cells, text) if c["cell_type"] == "code" and t.startswith("# Solution")]
+    assert 2 <= len(solutions) <= 4, f"{notebook}: expected 2-4 worked solutions, found {len(solutions)}"
+    assert all(c["metadata"].get("jupyter", {}).get("source_hidden") for c in cells
+               if c["cell_type"] == "code" and "".join(c["source"]).startswith("# Solution")), "solutions are collapsed"
+    assert "**Next:**" in text[-1] and ".ipynb" in text[-1], f"{notebook}: the last cell links to the next notebook"
+
+
+@pytest.mark.parametrize("notebook", COURSE)
+def test_profile_is_checked_only_where_results_depend_on_it(notebook):
+    checked = ["".join(c["source"]) for c in cells_of(notebook) if c["cell_type"] == "code"
+               and "".join(c["source"]).startswith("# NBVAL_CHECK_OUTPUT")]
+    checks_profile = any('print("profile:", profile.name)' in source for source in checked)
+    assert checks_profile == (notebook == "04_training_pruned_models.ipynb")
+
+
+def test_notebook_04_fails_under_nbval_when_training_stops_learning():
+    """The checked cell prints a yes/no from a margin over chance, so a trainer that stops learning
+    changes a checked output (and nbval fails), while accuracy figures themselves are never checked."""
+    checked = ["".join(c["source"]) for c in cells_of("04_training_pruned_models.ipynb")
+               if c["cell_type"] == "code" and "".join(c["source"]).startswith("# NBVAL_CHECK_OUTPUT")]
+    learns = [s for s in checked if "baseline learns" in s]
+    assert len(learns) == 1 and "> 0.5" in learns[0]
+    assert not any("test_accuracy" in s and "print(" in s and "learns" not in s for s in checked)
