@@ -5,6 +5,8 @@ Colab's install cell is checked in ``test_project.py`` with the other notebook p
 """
 
 import dataclasses
+import importlib
+import os
 import re
 import shlex
 import subprocess
@@ -26,13 +28,29 @@ def requires_python() -> SpecifierSet:
     return SpecifierSet(re.search(r'^requires-python\s*=\s*"([^"]+)"', text, re.M).group(1))
 
 
+def from_test_extra(module: str):
+    """Import a module the test extra installs: missing under CI is an error, elsewhere a skip."""
+    if os.environ.get("CI"):
+        return importlib.import_module(module)
+    return pytest.importorskip(module, reason=f'{module} comes with the test extra: pip install -e ".[test]"')
+
+
+def test_the_test_extra_brings_ray_tune_and_repo2docker():
+    tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    test_extra = project["optional-dependencies"]["test"]
+    assert any(line.replace(" ", "").startswith("ray[tune]") for line in test_extra)
+    assert any(line.startswith("jupyter-repo2docker") for line in test_extra)
+
+
 # --------------------------------------------------------------------------------------------
 # Ray Tune: a real local Ray instance, real trials on the fixture
 # --------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def local_ray():
     """A Ray instance of this test's own (``address="local"`` never joins another user's cluster)."""
-    ray = pytest.importorskip("ray", reason='Ray Tune comes with the test extra: pip install -e ".[test]"')
+    ray = from_test_extra("ray")
+    from_test_extra("ray.tune")
     # 3 logical CPUs: the three one-CPU trials below start together (the failing one ends at once).
     options = dict(address="local", num_cpus=3, include_dashboard=False, log_to_driver=False)
     try:
@@ -101,7 +119,7 @@ def test_readme_shows_a_ray_cluster_and_its_sweep_command_is_valid():
 # Binder: repo2docker itself reads binder/ and writes the Dockerfile it would build
 # --------------------------------------------------------------------------------------------
 def test_repo2docker_accepts_binder_folder():
-    pytest.importorskip("repo2docker", reason='repo2docker comes with the test extra: pip install -e ".[test]"')
+    from_test_extra("repo2docker")
     # --no-build: generate the build script only (no Docker engine needed); --debug prints it
     result = subprocess.run([sys.executable, "-m", "repo2docker", "--no-build", "--no-run", "--debug",
                              str(ROOT)], capture_output=True, text=True, timeout=120)
@@ -116,7 +134,7 @@ def test_repo2docker_accepts_binder_folder():
 
 
 def test_binder_installs_the_package_on_repo2dockers_own_jupyterlab():
-    pytest.importorskip("repo2docker", reason='repo2docker comes with the test extra: pip install -e ".[test]"')
+    from_test_extra("repo2docker")
     environment = (ROOT / "binder" / "environment.yml").read_text(encoding="utf-8")
     python = re.search(r"python=(\d+\.\d+)", environment).group(1)
     # the environment repo2docker starts from already serves JupyterLab for that Python ...
