@@ -43,6 +43,17 @@ def _add_run_options(p, several: bool) -> None:
     p.add_argument("--width-multiplier", type=float, default=None,
                    help="train every planned width x this, in (0, 1] (default: the profile's; quick: 0.25)")
     p.add_argument("--out", required=True, help="folder for results.jsonl and run checkpoints")
+    _add_method_options(p)
+
+
+def _add_method_options(p) -> None:
+    p.add_argument("--methods", nargs="+", type=str.lower, default=None,
+                   choices=["cdp", "uniform", "l1", "random", "pls"],
+                   help="how pruned runs are made (default: cdp, plus uniform with --uniform); l1, random "
+                        "and pls train the baseline, then --iterations x (rank, prune, fine-tune)")
+    p.add_argument("--iterations", type=int, default=1, help="K prune + fine-tune rounds of l1/random/pls")
+    p.add_argument("--finetune-epochs", type=int, default=None,
+                   help="epochs of each fine-tune (default: --epochs, equal epochs per stage)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -190,7 +201,8 @@ def _specs(args, models, modes, targets, seeds, baseline, uniform):
     return make_specs(models, modes, targets, seeds, profile=args.profile, dataset=args.dataset,
                       epochs=args.epochs, recipe=args.recipe, batch_size=args.batch_size,
                       train_size=args.train_size, test_size=args.test_size, baseline=baseline,
-                      uniform=uniform, width_multiplier=args.width_multiplier)
+                      uniform=uniform, width_multiplier=args.width_multiplier, methods=args.methods,
+                      iterations=args.iterations, finetune_epochs=args.finetune_epochs)
 
 
 def _train(args) -> int:
@@ -202,7 +214,7 @@ def _train(args) -> int:
         if args.target is None:
             raise ValueError("a pruned run needs --target (fraction of the baseline to keep)")
         specs = [s for s in _specs(args, [args.model], [args.mode], [args.target], [args.seed], False,
-                                   args.uniform) if (s.method == "uniform") == args.uniform]
+                                   args.uniform) if args.methods or (s.method == "uniform") == args.uniform]
     _print_summary(run_sweep(specs, args.out, verbose="auto"))
     return 0
 

@@ -21,17 +21,19 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
-from cdp_tutorial.checks import check_fraction, check_number, check_seed
-from cdp_tutorial.files import write_atomically
+from cdp_tutorial.checks import check_choice, check_fraction, check_int, check_number, check_seed
 from cdp_tutorial.profiles import Profile, get_profile
+from cdp_tutorial.results import (BASELINE, RESULTS_FILE, ResultsStore, paper_table,  # noqa: F401
+                                  pls_table, side_by_side, summarize)
 from cdp_tutorial.sampling import ABBREVIATIONS, normalize_mode
 
-RESULTS_FILE = "results.jsonl"
 RUNS_DIR = "runs"
-BASELINE = "baseline"
+#: ``cdp``: Algorithm 1, trained once from scratch; ``uniform``: every layer scaled alike, same
+#: budget, from scratch; ``l1``, ``random``, ``pls``: train the baseline, then K x (rank, prune,
+#: fine-tune) (:mod:`cdp_tutorial.baselines`).
+METHODS = ("cdp", "uniform", "l1", "random", "pls")
 
 PAPER_STEP = 0.1  # p in Algorithm 1; the paper's value is lost in our copy, 10 % is our choice
 
@@ -54,15 +56,19 @@ class RunSpec:
     batch_size: int
     train_size: int | None = None
     test_size: int | None = None
-    method: str = "cdp"  # "cdp" (Algorithm 1) or "uniform" (uniform width scaling, same budget)
+    method: str = "cdp"  # one of METHODS
     step: float = PAPER_STEP
     width_multiplier: float = 1.0  # the trained model's widths, as a fraction of the planned ones
+    iterations: int = 1  # K prune + fine-tune rounds of a ranking method (l1, random, pls)
+    finetune_epochs: int | None = None  # epochs of each fine-tune; None: ``epochs`` (equal per stage)
 
     @property
     def key(self) -> str:
         """A unique, readable name, used for the run folder and to skip finished runs."""
+        ranking = "" if self.method in ("cdp", "uniform") else (
+            f"-k{self.iterations}" + (f"f{self.finetune_epochs}" if self.finetune_epochs else ""))
         what = BASELINE if self.mode == BASELINE else (
-            f"{self.mode}{'-uniform' if self.method == 'uniform' else ''}-t{self.target:g}")
+            f"{self.mode}{'' if self.method == 'cdp' else '-' + self.method}-t{self.target:g}{ranking}")
         sizes = "" if self.train_size is None and self.test_size is None else \
             f"-n{self.train_size or 'all'}x{self.test_size or 'all'}"
         narrow = "" if self.width_multiplier == 1 else f"-w{self.width_multiplier:g}"
@@ -88,8 +94,12 @@ def protocol_label(spec: RunSpec) -> str:
 def make_specs(models, modes=("PA", "FA", "MA"), targets=(0.5,), seeds=None, *, profile=None,
                dataset=None, epochs=None, recipe=None, batch_size=None, train_size=None,
                test_size=None, baseline=True, uniform=False, step=PAPER_STEP,
-               width_multiplier=None) -> list[RunSpec]:
-    """The runs of a sweep: a baseline per model and seed, then every mode × target (× uniform).
+               width_multiplier=None, methods=None, iterations=1, finetune_epochs=None) -> list[RunSpec]:
+    """The runs of a sweep: a baseline per model and seed, then every mode × target × method.
+
+    ``methods`` (default ``["cdp"]``, plus ``"uniform"`` if ``uniform``) are any of :data:`METHODS`;
+    the ranking ones (``l1``, ``random``, ``pls``) prune the trained baseline in ``iterations``
+    rounds of ``finetune_epochs`` epochs each (default: ``epochs``, equal epochs per stage).
 
     Profile values fill in whatever is not given (``width_multiplier``: the trained models' widths
     as a fraction of the planned ones; the quick profile trains at x0.25, see
@@ -108,7 +118,12 @@ def make_specs(models, modes=("PA", "FA", "MA"), targets=(0.5,), seeds=None, *, 
     seeds = [check_seed(seed, "each seed") for seed in (prof.seeds if seeds is None else seeds)]
     width_multiplier = check_number(prof.width_multiplier if width_multiplier is None else width_multiplier,
                                     "width_multiplier", minimum=0, include_minimum=False, maximum=1)
-    if not models or not seeds or not (baseline or (modes and targets)):
+    methods = list(methods) if methods is not None else ["cdp"] + (["uniform"] if uniform else [])
+    methods = [check_choice(str(m).lower(), "each method", METHODS) for m in methods]
+    iterations = check_int(iterations, "iterations", minimum=1)
+    if finetune_epochs is not None:
+        finetune_epochs = check_int(finetune_epochs, "finetune_epochs", minimum=1)
+    if not models or not seeds or not (baseline or (modes and targets and methods)):
         raise ValueError("the sweep is empty: give at least one model, one seed and a mode/target or the baseline")
     common = dict(dataset=dataset or prof.dataset, profile=prof.name,
                   epochs=int(epochs or prof.epochs), recipe=recipe or prof.recipe,
@@ -123,10 +138,11 @@ def make_specs(models, modes=("PA", "FA", "MA"), targets=(0.5,), seeds=None, *, 
                 specs.append(RunSpec(name.lower(), mode=BASELINE, target=None, seed=int(seed), **common))
             for mode in modes:
                 for t in targets:
-                    specs.append(RunSpec(name.lower(), mode=mode, target=float(t), seed=int(seed), **common))
-                    if uniform:
+                    for method in methods:
+                        ranking = {} if method in ("cdp", "uniform") else dict(
+                            iterations=iterations, finetune_epochs=finetune_epochs)
                         specs.append(RunSpec(name.lower(), mode=mode, target=float(t), seed=int(seed),
-                                             method="uniform", **common))
+                                             method=method, **ranking, **common))
     return specs
 
 
@@ -173,6 +189,11 @@ def run_one(spec: RunSpec, out_dir, *, data=None, verbose=0) -> dict:
 
     if data is None:
         data = load_dataset(spec.dataset, train_size=spec.train_size, test_size=spec.test_size)
+    if spec.method not in ("cdp", "uniform") and spec.mode != BASELINE:
+        from cdp_tutorial.baselines import ranking_run_record
+
+        return ranking_run_record(spec, Path(out_dir) / RUNS_DIR / spec.key, data, protocol_label(spec),
+                                  verbose=verbose)
     model, baseline, plan = build_run_model(spec, data.num_classes)
     trained = cdp.profile(model).totals
     totals = plan.final if plan else baseline  # the full-size architecture the lesson is about
@@ -194,37 +215,6 @@ def run_one(spec: RunSpec, out_dir, *, data=None, verbose=0) -> dict:
               "resumed_from_epoch": result.resumed_from_epoch,
               "versions": result.versions, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
     return record
-
-
-# --------------------------------------------------------------------------------------------
-# The results store
-# --------------------------------------------------------------------------------------------
-class ResultsStore:
-    """``results.jsonl`` in an output folder: one record per finished run, only ever added to.
-
-    Each addition rewrites the file through a temporary file and ``os.replace``, so a reader (or a
-    crash) never sees half a record, and earlier records are never lost.
-    """
-
-    def __init__(self, out_dir):
-        self.path = Path(out_dir) / RESULTS_FILE
-
-    def records(self) -> list[dict]:
-        if not self.path.exists():
-            return []
-        with open(self.path, encoding="utf-8") as f:
-            return [json.loads(line) for line in f if line.strip()]
-
-    def finished(self) -> set[str]:
-        return {r["key"] for r in self.records()}
-
-    def append(self, record: dict) -> None:
-        old = self.path.read_bytes() if self.path.exists() else b""
-        line = (json.dumps(record, sort_keys=True) + "\n").encode("utf-8")
-        write_atomically(self.path, lambda tmp: tmp.write_bytes(old + line))
-
-    def frame(self) -> pd.DataFrame:
-        return pd.DataFrame(self.records())
 
 
 # --------------------------------------------------------------------------------------------
@@ -335,80 +325,3 @@ def _run_with_ray(todo, out_dir, store, gpus_per_trial, cpus_per_trial, progress
             failures[key] = f"{type(cause).__name__}: {cause} (log: {result.path})"
     if failures:
         raise TrialsFailed(failures, total=len(todo))
-
-
-# --------------------------------------------------------------------------------------------
-# Tables
-# --------------------------------------------------------------------------------------------
-_COMPLEXITY_OF_MODE = {"PA": "params", "FA": "macs", "MA": "memory_bytes"}
-
-
-def summarize(records) -> pd.DataFrame:
-    """Mean ± std over seeds, in the shape of the paper's tables.
-
-    One row per (model, dataset, profile, label, method, mode, target): number of seeds, test
-    accuracy mean and std (%), accuracy change against the baseline's mean (points), the model's
-    params / MACs / memory, and the reduction of the mode's own complexity (%).
-    """
-    df = records if isinstance(records, pd.DataFrame) else pd.DataFrame(records)
-    if df.empty:
-        return pd.DataFrame()
-    df = df.copy()
-    df["target"] = df["target"].astype(float)
-    df["accuracy_pct"] = 100 * df["test_accuracy"]
-    keys = ["model", "dataset", "profile", "label", "method", "mode", "target"]
-    grouped = df.groupby(keys, dropna=False, sort=False)
-    table = grouped.agg(seeds=("seed", "nunique"), accuracy_mean=("accuracy_pct", "mean"),
-                        accuracy_std=("accuracy_pct", "std"), params=("params", "mean"),
-                        macs=("macs", "mean"), memory_bytes=("memory_bytes", "mean"),
-                        baseline_params=("baseline_params", "first"),
-                        baseline_macs=("baseline_macs", "first"),
-                        baseline_memory_bytes=("baseline_memory_bytes", "first")).reset_index()
-    table["accuracy_std"] = table["accuracy_std"].fillna(0.0)
-    base = table[table["mode"] == BASELINE].set_index(["model", "dataset", "profile", "label"])
-    change, reduction = [], []
-    for _, row in table.iterrows():
-        idx = (row["model"], row["dataset"], row["profile"], row["label"])
-        change.append(row["accuracy_mean"] - base.loc[idx, "accuracy_mean"] if idx in base.index else np.nan)
-        column = _COMPLEXITY_OF_MODE.get(row["mode"])
-        reduction.append(100 * (1 - row[column] / row["baseline_" + column]) if column else 0.0)
-    table["accuracy_change_pts"] = change
-    table["reduction_pct"] = reduction
-    order = {BASELINE: 0, "PA": 1, "FA": 2, "MA": 3}
-    table = table.sort_values(["model", "dataset", "profile", "mode", "target", "method"],
-                              key=lambda s: s.map(order) if s.name == "mode" else s, na_position="first")
-    columns = ["model", "dataset", "profile", "method", "mode", "target", "seeds", "accuracy_mean",
-               "accuracy_std", "accuracy_change_pts", "reduction_pct", "params", "macs",
-               "memory_bytes", "label"]
-    return table[columns].reset_index(drop=True)
-
-
-def paper_table(path=None) -> pd.DataFrame:
-    """The paper's surviving results (``data/reference/paper_results.csv``), with their source."""
-    from cdp_tutorial.data import repository_file
-
-    return pd.read_csv(path or repository_file("data/reference/paper_results.csv"))
-
-
-def side_by_side(summary: pd.DataFrame, paper: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Our summary rows next to the paper's numbers for the same model and mode, each with its source."""
-    paper = paper_table() if paper is None else paper
-    ours = summary[(summary["mode"] != BASELINE) & (summary["method"] == "cdp")]
-    rows = []
-    for _, r in ours.iterrows():
-        match = paper[(paper["model"] == r["model"]) & (paper["mode"] == r["mode"])]
-        p = match.iloc[0] if len(match) else None
-        rows.append({
-            "model": r["model"], "mode": r["mode"],
-            "ours: data": r["dataset"], "ours: target": r["target"],
-            "ours: reduction %": round(r["reduction_pct"], 2),
-            "ours: accuracy change (pts)": round(r["accuracy_change_pts"], 2),
-            "ours: accuracy %": f"{r['accuracy_mean']:.2f} ± {r['accuracy_std']:.2f} ({r['seeds']} seeds)",
-            "ours: source": r["label"],
-            "paper: data": p["dataset"] if p is not None else None,
-            "paper: reduction %": p["reduction_pct"] if p is not None else None,
-            "paper: accuracy change (pts)": p["accuracy_change_pts"] if p is not None else None,
-            "paper: source": p["source"] if p is not None else None,
-        })
-    return pd.DataFrame(rows)
-

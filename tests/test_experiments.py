@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from cdp_tutorial import cli, profile
-from cdp_tutorial.experiments import (ResultsStore, build_run_model, make_specs, paper_table,
+from cdp_tutorial.experiments import (ResultsStore, build_run_model, make_specs, paper_table, run_sweep,
                                       protocol_label, side_by_side, summarize)
 from cdp_tutorial.models import build_model
 
@@ -146,3 +146,33 @@ def test_command_line_profile_and_plan(tmp_path):
 
 
 # The Ray backend (real trials on a private local Ray instance) is tested in tests/test_ways_in.py.
+
+
+def test_specs_list_every_method_with_its_rounds():
+    specs = make_specs("vgg16", ["FA"], [0.3], [0], profile="quick", methods=["cdp", "uniform", "l1", "random", "pls"],
+                       iterations=3)
+    assert [(s.method, s.iterations) for s in specs] == [
+        ("cdp", 1), ("cdp", 1), ("uniform", 1), ("l1", 3), ("random", 3), ("pls", 3)]  # first: the baseline
+    assert len({s.key for s in specs}) == 6 and specs[-1].key.startswith("vgg16-fixture-FA-pls-t0.3-k3-")
+    # the old spelling still makes the old runs (and the old keys, so finished runs are found)
+    assert make_specs("vgg16", ["FA"], [0.3], [0], profile="quick", uniform=True) == specs[:3]
+    with pytest.raises(ValueError, match="each method must be one of"):
+        make_specs("vgg16", ["FA"], [0.3], [0], methods=["taylor"])
+    with pytest.raises(ValueError, match="iterations"):
+        make_specs("vgg16", ["FA"], [0.3], [0], methods=["pls"], iterations=0)
+
+
+def test_pls_run_prunes_the_trained_baseline_and_sits_beside_published_pls(tmp_path):
+    out = tmp_path / "results"
+    specs = make_specs("vgg16", ["FA"], [0.3], [0], profile="quick", methods=["pls"], epochs=1,
+                       train_size=200, test_size=100, width_multiplier=0.125, baseline=False)
+    frame = run_sweep(specs, out, progress=False)
+    pls = frame[frame.method == "pls"].iloc[0]
+    assert pls["macs"] <= 0.3 * pls["baseline_macs"]  # the budget, on the trained narrow models
+    assert pls["complexity_of"] == "the trained models (x0.125 width)" and "x0.125 width" in pls["label"]
+    assert [s["kind"] for s in pls["stages"]] == ["train", "prune+fine-tune"]
+    assert pls["wall_time_s"] == pytest.approx(sum(s["wall_time_s"] for s in pls["stages"]))
+    assert pls["epochs_trained"] == 2  # equal epochs per stage
+    row = side_by_side(summarize(frame)).iloc[0]
+    assert row["method"] == "pls" and row["ours: reduction %"] >= 70
+    assert "Jordao" in row["paper: source"] and row["paper: reduction %"] == 67.25  # the closest published
