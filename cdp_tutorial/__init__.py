@@ -16,7 +16,10 @@ The package mirrors the paper, one idea per module:
 ``edgecompress``           beyond the paper: compound shrinking, margin cascades, foreground cropping
 ``data``                   CIFAR / Fashion-MNIST / fixture loading; ``tf.data`` streams
 ``training``               recipes, the train loop, resumable run folders
-``experiments``, ``cli``   sweeps of modes x budgets x seeds, results store, tables; ``cdp-tutorial``
+``importance``             filter scores of a trained model: random, L1, L2, BN gamma, PLS-VIP
+``baselines``              ranking plans; train -> K x (score, prune, fine-tune), Fig. 2a
+``experiments``, ``cli``   sweeps of modes x budgets x methods x seeds; ``cdp-tutorial``
+``results``                the results store and the tables, beside published numbers
 ``profiles``               quick / standard / paper run profiles
 ``notebook``               notebook plumbing: links, the Setup cell
 ``files``                  atomic writes (nothing is ever half-written)
