@@ -148,7 +148,7 @@ def test_integrate_power_refuses_an_interval_the_samples_do_not_cover():
 # ------------------------------------------------------------------ device record
 def test_device_record_describes_this_machine():
     record = device_record()
-    assert record["cpu_cores"] >= 1 and record["memory_gb"] > 0
+    assert record["usable_cores"] >= 1 and record["memory_total_gb"] > 0
     assert record["versions"]["keras"].startswith("3.")
     assert record["jetson"] is None  # no /etc/nv_tegra_release here
     assert clock_warning({**record, "clocks": {"fixed": False, "how": "governor ondemand"}}).startswith("warning")
@@ -182,14 +182,15 @@ def test_bench_device_writes_table6_records_with_the_device(tmp_path):
     store = tmp_path / "results.jsonl"
     records = run_device_benchmark(models=("alexnet",), modes=("FA",), dataset="fixture", train_size=20,
                                    test_size=10, width_multiplier=0.125, iterations=10, latency_runs=3,
-                                   power="none", store=store, say=lambda *a: None)
+                                   power="none", store=store, litert=False, say=lambda *a: None)
     lines = [json.loads(line) for line in store.read_text().splitlines()]
     assert [r["mode"] for r in lines] == ["baseline", "flops"] == [r["mode"] for r in records]
     for record in lines:
         assert record["epoch_time_s"] > 0 and record["keras_latency_ms"] > 0
         assert record["images_per_epoch"] == 20 and record["batch_size"] == 5
-        assert record["device"]["cpu_cores"] >= 1
+        assert record["device"]["usable_cores"] >= 1 and record["device"]["gpus"] == []
         assert record["energy_j"] is None and "switched off" in record["power_why_not"]
+        assert record["litert_latency_ms"] is None and "switched off" in record["litert_why_not"]
         assert record["label"].startswith("not the paper's Table 6 protocol")
     assert lines[1]["macs"] < lines[0]["macs"]  # planned on the full-size model
     table = table6(load_results(store))

@@ -4,7 +4,7 @@ Table 6 of the paper (§4.4.2) trains AlexNet (CIFAR-100) and VGG-16 (CIFAR-10) 
 **1 epoch at batch 5**: the baseline, and each mode's model pruned by **up to 50 iterations** of
 Algorithm 1, reporting training time and complexity per mode. :func:`run_device_benchmark` does the
 same on whatever it runs on -- CPU, CUDA GPU, Jetson -- and for each model also times batch-1
-inference; every measurement is appended to a JSON-lines results file with the device record
+inference in Keras and LiteRT (through :func:`cdp_tutorial.edge.measure`); every measurement is appended to a JSON-lines results file with the device record
 (:func:`cdp_tutorial.devices.record.device_record`) and, where a sensor exists, the energy
 (:mod:`cdp_tutorial.devices.power`).
 
@@ -105,44 +105,34 @@ class EpochClock:
         return _Clock()
 
 
-def keras_latency_ms(model, runs: int = 50, warmup: int = 5) -> dict:
-    """Batch-1 inference latency of a Keras model, in ms: median and 90th percentile of ``runs``.
+def inference_latency(model, images, runs: int = 50, threads: int = 2, litert: bool = True) -> dict:
+    """Batch-1 inference latency of ``model`` in Keras and as an fp32 LiteRT file, in ms.
 
-    The model is called through one traced ``tf.function`` (as a deployed graph would run), on one
-    32x32x3 (the model's input shape) image; the first ``warmup`` calls are not counted.
+    Both are measured by :func:`cdp_tutorial.edge.measure` (the project's one latency measurement):
+    median and 90th percentile over ``runs`` images after a warm-up. A model that cannot be exported
+    or run in LiteRT records why instead of a number; ``litert=False`` skips the export (it takes
+    seconds per model).
     """
-    import tensorflow as tf
+    import tempfile
+
+    from cdp_tutorial.edge import export_litert, measure
 
     runs = check_int(runs, "runs", minimum=1)
-    image = tf.zeros((1, *model.input_shape[1:]), dtype="float32")
-    forward = tf.function(lambda x: model(x, training=False))
-    for _ in range(warmup):
-        forward(image).numpy()
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        forward(image).numpy()
-        times.append(1000 * (time.perf_counter() - start))
-    return {"keras_latency_ms": float(np.median(times)), "keras_latency_p90_ms": float(np.percentile(times, 90)),
-            "latency_runs": runs}
-
-
-def litert_latency_ms(model, runs: int) -> dict:
-    """Batch-1 LiteRT latency through the edge-deployment module (issue 10), or why there is none."""
+    keras_run = measure(model, images, n_images=runs, warmup=5, rapl=False)
+    out = {"keras_latency_ms": keras_run.median_ms, "keras_latency_p90_ms": keras_run.p90_ms,
+           "latency_runs": runs, "litert_latency_ms": None, "litert_latency_p90_ms": None,
+           "litert_threads": threads, "litert_why_not": None}
+    if not litert:
+        out["litert_why_not"] = "LiteRT switched off (--no-litert)"
+        return out
     try:
-        from cdp_tutorial import edge  # noqa: F401  -- the one place LiteRT is measured
-    except ImportError:
-        return {"litert_latency_ms": None,
-                "litert_why_not": "cdp_tutorial.edge (LiteRT export and latency) is not in this version"}
-    measure = getattr(edge, "litert_latency", None) or getattr(edge, "measure_litert_latency", None)
-    if measure is None:
-        return {"litert_latency_ms": None, "litert_why_not": "cdp_tutorial.edge has no LiteRT latency function"}
-    try:
-        result = measure(model, runs=runs)
-    except Exception as error:  # noqa: BLE001 -- a failed export is recorded, not fatal
-        return {"litert_latency_ms": None, "litert_why_not": f"{type(error).__name__}: {error}"}
-    value = result.get("median_ms") if isinstance(result, dict) else getattr(result, "median_ms", result)
-    return {"litert_latency_ms": float(value), "litert_why_not": None}
+        with tempfile.TemporaryDirectory() as folder:
+            path = export_litert(model, f"{folder}/model.tflite", precision="fp32")
+            litert_run = measure(path, images, n_images=runs, warmup=5, threads=threads, rapl=False)
+        out.update(litert_latency_ms=litert_run.median_ms, litert_latency_p90_ms=litert_run.p90_ms)
+    except Exception as error:  # noqa: BLE001 -- no LiteRT runtime or a failed export is recorded, not fatal
+        out["litert_why_not"] = f"{type(error).__name__}: {error}"
+    return out
 
 
 def protocol_label(settings: dict) -> str:
@@ -178,7 +168,7 @@ def _trained_model(name, plan, num_classes, width_multiplier, seed):
 
 def benchmark_model(name, data, *, modes=("PA", "FA", "MA"), epochs=1, batch_size=5, iterations=50,
                     step=0.1, seed=0, width_multiplier=1.0, latency_runs=50, meter=None, device=None,
-                    note=None, train_size=None, say=print) -> list[dict]:
+                    note=None, train_size=None, litert=True, say=print) -> list[dict]:
     """Table 6 for one model on this device: the baseline and each mode, trained and timed.
 
     ``data`` is a :class:`cdp_tutorial.data.Dataset`; ``train_size`` is only recorded (the subset
@@ -192,8 +182,11 @@ def benchmark_model(name, data, *, modes=("PA", "FA", "MA"), epochs=1, batch_siz
 
     meter = meter or NoPowerMeter("no power meter given")
     device = device or device_record()
+    from cdp_tutorial.edge import split_arrays
+
     full = cdp.models.build_model(name, num_classes=data.num_classes)
     baseline = cdp.profile(full).totals
+    images_for_latency = split_arrays(data, "test", limit=max(1, min(latency_runs, len(data.y_test))))[0]
     settings = {"model": name, "dataset": data.name, "train_size": train_size, "epochs": epochs,
                 "batch_size": batch_size, "iterations": iterations, "step": step, "seed": seed,
                 "width_multiplier": width_multiplier}
@@ -222,13 +215,15 @@ def benchmark_model(name, data, *, modes=("PA", "FA", "MA"), epochs=1, batch_siz
             "images_per_epoch": images, "test_accuracy": result.test_accuracy,
             **energy.to_dict(),
             "mj_per_image": None if energy.joules is None else 1000 * energy.joules / images,
-            **keras_latency_ms(model, runs=latency_runs), **litert_latency_ms(model, latency_runs),
+            **inference_latency(model, images_for_latency, runs=latency_runs, litert=litert),
             "device": device, "note": note, "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
         records.append(record)
         say(f"{name} {record['mode']:>8}: {record['macs'] / 1e6:8.1f} M MACs (planned), epoch "
             f"{record['epoch_time_s']:.1f} s (steady {steady or float('nan'):.1f} s), batch-1 latency "
-            f"{record['keras_latency_ms']:.2f} ms, energy "
+            f"{record['keras_latency_ms']:.2f} ms Keras"
+            + (f", {record['litert_latency_ms']:.2f} ms LiteRT" if record["litert_latency_ms"] else "")
+            + ", energy "
             + (f"{energy.joules:.1f} J ({energy.source})" if energy.joules is not None else "n/a"))
     return records
 
@@ -236,7 +231,7 @@ def benchmark_model(name, data, *, modes=("PA", "FA", "MA"), epochs=1, batch_siz
 def run_device_benchmark(*, models=("vgg16", "alexnet"), modes=("PA", "FA", "MA"), dataset=None,
                          train_size=None, test_size=None, epochs=1, batch_size=5, iterations=50,
                          step=0.1, seed=0, width_multiplier=1.0, latency_runs=50, power="auto",
-                         interval_ms=100, store=None, note=None, say=print) -> list[dict]:
+                         interval_ms=100, store=None, note=None, litert=True, say=print) -> list[dict]:
     """Run the Table 6 protocol and batch-1 latency on this device; append every record to ``store``.
 
     Parameters
@@ -255,6 +250,8 @@ def run_device_benchmark(*, models=("vgg16", "alexnet"), modes=("PA", "FA", "MA"
         Train every planned width times this (complexities stay the full-size model's).
     latency_runs : int, default 50
         Timed batch-1 inferences per model.
+    litert : bool, default True
+        Also export each model to LiteRT (fp32) and time it there.
     power : str, default "auto"
         Power source (:func:`cdp_tutorial.devices.power.open_power_meter`).
     store : str or pathlib.Path, optional
@@ -303,7 +300,7 @@ def run_device_benchmark(*, models=("vgg16", "alexnet"), modes=("PA", "FA", "MA"
                                           iterations=iterations, step=step, seed=seed,
                                           width_multiplier=width_multiplier, latency_runs=latency_runs,
                                           meter=meter, device=device, note=note, train_size=train_size,
-                                          say=say):
+                                          litert=litert, say=say):
                 if store is not None:
                     append_record(store, record)
                 records.append(record)

@@ -8,7 +8,7 @@ source          what it reads                                               wher
 ``tegrastats``  the module's input rail, sampled in the background            NVIDIA Jetson (as root)
 ``jtop``        jetson-stats' total power, polled in the background          Jetson with jetson-stats
 ``nvml``        the GPU's energy counter (``nvmlDeviceGetTotalEnergy...``)    NVIDIA GPUs (pynvml)
-``rapl``        the CPU package energy counter, ``/sys/class/powercap``      x86 Linux, if readable
+``rapl``        the CPU package energy counter (:class:`cdp_tutorial.edge.RaplMeter`)  x86 Linux, if readable
 ==============  ==========================================================  ========================
 
 A meter is used as ``mark = meter.read()`` before and after the work, then
@@ -23,13 +23,11 @@ import shutil
 import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 from cdp_tutorial.checks import check_choice
 from cdp_tutorial.devices.tegrastats import TegrastatsSampler, integrate_power
 
 SOURCES = ("auto", "tegrastats", "jtop", "nvml", "rapl", "none")
-RAPL_ROOT = Path("/sys/class/powercap")
 
 
 @dataclass
@@ -183,16 +181,15 @@ def _nvml_meter():
                         f"NVML total energy counter of GPU 0 ({name}): the GPU board only")
 
 
-def _rapl_meter(root=RAPL_ROOT):
-    zones = sorted(p for p in root.glob("intel-rapl:[0-9]") if (p / "energy_uj").exists())
-    if not zones:
-        raise FileNotFoundError(f"no RAPL package zone under {root}")
-    files = [z / "energy_uj" for z in zones]
-    wrap = sum(int((z / "max_energy_range_uj").read_text()) for z in zones) / 1e6
-    names = "+".join((z / "name").read_text().strip() for z in zones)
-    read = lambda: sum(int(f.read_text()) for f in files) / 1e6  # noqa: E731  (PermissionError if not readable)
-    read()
-    return CounterMeter(read, f"RAPL {names} (CPU package only, not the whole machine)", wrap)
+def _rapl_meter():
+    from cdp_tutorial.edge import RaplMeter  # the project's one RAPL reader
+
+    since_start = RaplMeter()
+    if not since_start.available:
+        raise FileNotFoundError(since_start.note)
+    since_start.start()
+    # stop() returns the energy since start() and may be called again: marks are cumulative joules
+    return CounterMeter(since_start.stop, "RAPL CPU package energy (not the whole machine; other processes included)")
 
 
 def open_power_meter(source: str = "auto", *, interval_ms: int = 100) -> PowerMeter:

@@ -9,8 +9,6 @@ timing when the clocks may move under it.
 
 from __future__ import annotations
 
-import os
-import platform
 import re
 import shutil
 import subprocess
@@ -99,26 +97,6 @@ def _run(command) -> str | None:
         return None
 
 
-def _cpu_model() -> str:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return platform.processor() or platform.machine()
-    for key in ("model name", "Hardware", "Model"):
-        match = re.search(rf"^{key}\s*:\s*(.+)$", text, flags=re.MULTILINE)
-        if match:
-            return match.group(1).strip()
-    return platform.processor() or platform.machine()
-
-
-def _memory_gb() -> float | None:
-    try:
-        match = re.search(r"MemTotal:\s*(\d+) kB", Path("/proc/meminfo").read_text())
-    except OSError:
-        return None
-    return round(int(match.group(1)) / 1024**2, 2) if match else None
-
-
 def _gpus() -> list[str]:
     import tensorflow as tf
 
@@ -150,34 +128,23 @@ def _jetson() -> dict | None:
 def device_record() -> dict:
     """Describe this machine for a results file.
 
+    Extends :func:`cdp_tutorial.edge.device_record` (CPU model, cores, memory, OS, versions) with
+    what a training benchmark needs to be read correctly.
+
     Returns
     -------
     dict
-        ``cpu_model``, ``cpu_cores`` (logical), ``cpu_cores_usable`` (this process's affinity),
-        ``memory_gb``, ``gpus`` (names TensorFlow sees), ``os``, ``machine``, ``versions``
-        (Python, TensorFlow, Keras, NumPy, cdp_tutorial), ``clocks`` (:func:`clocks_state`) and
-        ``jetson``: None off a Jetson, else ``{"l4t", "board", "nvpmodel"}``.
-
-    Examples
-    --------
-    >>> sorted(device_record())  # doctest: +SKIP
-    ['clocks', 'cpu_cores', 'cpu_cores_usable', 'cpu_model', 'gpus', 'jetson', 'machine', ...]
+        Everything :func:`cdp_tutorial.edge.device_record` records (``cpu_model``, ``logical_cores``,
+        ``usable_cores``, ``memory_total_gb``, ``platform``, ``python``, ``tensorflow``, ``keras``,
+        ...), plus ``gpus`` (the names TensorFlow sees), ``versions`` (Python, TensorFlow, Keras,
+        NumPy, cdp_tutorial), ``clocks`` (:func:`clocks_state`) and ``jetson``: None off a Jetson,
+        else ``{"l4t", "board", "nvpmodel"}``.
     """
+    from cdp_tutorial.edge import device_record as machine_record
     from cdp_tutorial.training.result import library_versions
 
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return {
-        "cpu_model": _cpu_model(),
-        "cpu_cores": os.cpu_count(),
-        "cpu_cores_usable": usable,
-        "memory_gb": _memory_gb(),
-        "gpus": _gpus(),
-        "os": platform.platform(),
-        "machine": platform.machine(),
-        "versions": library_versions(),
-        "clocks": clocks_state(),
-        "jetson": _jetson(),
-    }
+    return {**machine_record(), "gpus": _gpus(), "versions": library_versions(), "clocks": clocks_state(),
+            "jetson": _jetson()}
 
 
 def device_slug(record: dict) -> str:
@@ -185,4 +152,4 @@ def device_slug(record: dict) -> str:
     jetson = record.get("jetson") or {}
     name = jetson.get("board") or (record.get("gpus") or [None])[0] or record.get("cpu_model") or "device"
     slug = re.sub(r"[^a-z0-9]+", "-", str(name).lower()).strip("-")
-    return f"{slug[:48]}-{record.get('cpu_cores_usable')}cores"
+    return f"{slug[:48]}-{record.get('usable_cores')}cores"

@@ -33,7 +33,7 @@ def _device_name(device: dict) -> str:
         name = mode.get("name") if isinstance(mode, dict) else None
         return f"{jetson['board']} ({jetson.get('l4t')}{', ' + name if name else ''})"
     gpus = device.get("gpus") or []
-    cpu = f"{device.get('cpu_model')}, {device.get('cpu_cores_usable')} cores"
+    cpu = f"{device.get('cpu_model')}, {device.get('usable_cores')} cores"
     return f"{gpus[0]} + {cpu}" if gpus else cpu
 
 
@@ -72,8 +72,8 @@ def table6(results: pd.DataFrame) -> pd.DataFrame:
 
     Columns: device, model, mode, planned MACs (M) and parameters (M) of the full-size model,
     MAC reduction (%), epoch time (s), steady epoch time (s), speed-up over the baseline
-    (steady time when known), energy per epoch (J), mJ per image, power source, batch-1 latency (ms)
-    and the protocol label. When a device/model/mode was measured several times, the latest counts.
+    (steady time when known), energy per epoch (J), mJ per image, power source, batch-1 latency in
+    Keras and LiteRT (ms) and the protocol label. When a device/model/mode was measured several times, the latest counts.
     """
     frame = results[results["kind"] == "table6"].sort_values("measured_at")
     keys = ["device_name", "model", "dataset", "label", "mode"]
@@ -92,5 +92,7 @@ def table6(results: pd.DataFrame) -> pd.DataFrame:
         "epoch (s)": frame["epoch_time_s"].round(1), "steady epoch (s)": frame["steady_epoch_time_s"].round(1),
         "speed-up": frame["speedup"].round(2), "energy (J/epoch)": frame["energy_j"],
         "mJ/image": frame["mj_per_image"], "power source": frame["power_source"].fillna("none (see power_why_not)"),
-        "latency (ms)": frame["keras_latency_ms"].round(2), "protocol": frame["label"],
+        "Keras latency (ms)": frame["keras_latency_ms"].round(2),
+        "LiteRT latency (ms)": frame.get("litert_latency_ms", pd.Series(index=frame.index, dtype=float)).round(2),
+        "protocol": frame["label"],
     }).reset_index(drop=True)
