@@ -125,6 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--power", default="auto", choices=["auto", "tegrastats", "jtop", "nvml", "rapl", "none"])
     p.add_argument("--interval-ms", type=int, default=100, help="tegrastats / jtop sampling interval")
     p.add_argument("--note", default=None, help="free text kept with every record")
+    p.add_argument("--no-litert", action="store_true", help="time Keras only (skip the LiteRT export)")
     p.add_argument("--out", default=None,
                    help="results file (JSON lines, appended); default device-results/<device>.jsonl")
     _add_edge_commands(sub)
@@ -282,7 +283,7 @@ def _bench_device(args) -> int:
         iterations=args.iterations, step=args.step, seed=args.seed,
         width_multiplier=args.width_multiplier or quick.get("width_multiplier", 1.0),
         latency_runs=args.latency_runs or quick.get("latency_runs", 50), power=args.power,
-        interval_ms=args.interval_ms, store=out, note=args.note)
+        interval_ms=args.interval_ms, store=out, note=args.note, litert=not args.no_litert)
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         print(table6(load_results(out)).drop(columns=["protocol"]).to_string(index=False))
     print(f"results appended to {out}; send it back as data/devices/<name>.jsonl in a pull request")
