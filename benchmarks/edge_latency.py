@@ -52,18 +52,21 @@ def main(argv=None) -> int:
 
     baseline = cdp.models.build_model(args.model)
     models = {"baseline": baseline}
-    models.update({name: cdp.apply_plan(baseline, plan) for name, plan in plans(baseline, args.target,
-                                                                                 args.seed).items()})
+    for name, plan in plans(baseline, args.target, args.seed).items():
+        models[name] = cdp.apply_plan(baseline, plan)
     macs = {name: cdp.profile(m).totals.macs for name, m in models.items()}
-    images = np.random.default_rng(0).normal(size=(args.images, *baseline.input_shape[1:])).astype("float32")
+    shape = (args.images, *baseline.input_shape[1:])
+    images = np.random.default_rng(0).normal(size=shape).astype("float32")
     with tempfile.TemporaryDirectory() as folder:
-        files = {name: export_litert(m, Path(folder) / f"{i}.tflite") for i, (name, m) in enumerate(models.items())}
+        files = {name: export_litert(m, Path(folder) / f"{i}.tflite")
+                 for i, (name, m) in enumerate(models.items())}
         medians = {name: [] for name in models}
         store = EdgeStore(args.out) if args.out else None
         names = list(models)
         for r in range(args.rounds):
             for name in names[r % len(names):] + names[:r % len(names)]:
-                m = measure(files[name], images, n_images=args.images, threads=args.threads, seed=r, name=name)
+                m = measure(files[name], images, n_images=args.images, threads=args.threads, seed=r,
+                            name=name)
                 medians[name].append(m.median_ms)
                 if store:
                     store.append(m.record(benchmark="edge_latency", model=args.model, plan=name,
@@ -71,15 +74,16 @@ def main(argv=None) -> int:
     base_ms = statistics.median(medians["baseline"])
     print(f"{args.model}, full width, untrained; LiteRT fp32, batch 1, {args.threads} threads; "
           f"{args.rounds} alternating rounds x {args.images} images; median of per-round medians")
-    print(f"{'plan':<22}{'MACs (M)':>10}{'MAC red.':>10}{'latency ms':>12}{'speedup':>9}{'speedup/MAC red.':>18}")
+    header = ("plan", "MACs (M)", "MAC red.", "latency ms", "round range", "speedup", "speedup/MAC red.")
+    print(f"{header[0]:<22}" + "".join(f"{h:>{w}}" for h, w in zip(header[1:], (10, 10, 12, 16, 9, 18))))
     best = 0.0
     for name in models:
         ms = statistics.median(medians[name])
         reduction, speedup = macs["baseline"] / macs[name], base_ms / ms
-        spread = f"({min(medians[name]):.2f}-{max(medians[name]):.2f})"
+        spread = f"{min(medians[name]):.1f}-{max(medians[name]):.1f}"
         if name != "baseline":
             best = max(best, speedup / reduction)
-        print(f"{name:<22}{macs[name] / 1e6:>10.1f}{reduction:>10.2f}{ms:>8.2f} {spread}{speedup:>9.2f}"
+        print(f"{name:<22}{macs[name] / 1e6:>10.1f}{reduction:>10.2f}{ms:>12.2f}{spread:>16}{speedup:>9.2f}"
               f"{speedup / reduction:>18.2f}")
     print(f"best speedup per MAC reduction: {best:.2f} (goal >= 0.8)")
     return 0

@@ -148,7 +148,9 @@ def test_bad_representative_data_is_refused_before_anything_is_written(pruned, t
 def test_a_model_litert_cannot_run_raises_and_leaves_nothing(tmp_path):
     inputs = keras.Input((8, 8, 3))
     # string ops convert only as TensorFlow "Select" ops, which the LiteRT interpreter cannot run
-    x = keras.layers.Lambda(lambda t: tf.strings.to_number(tf.strings.as_string(t)), output_shape=(8, 8, 3))(inputs)
+    as_text_and_back = keras.layers.Lambda(lambda t: tf.strings.to_number(tf.strings.as_string(t)),
+                                           output_shape=(8, 8, 3))
+    x = as_text_and_back(inputs)
     model = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.Flatten()(x)))
     with pytest.raises(ConversionError, match="LiteRT cannot run"):
         export_litert(model, tmp_path / "strings.tflite")

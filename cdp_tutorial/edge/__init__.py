@@ -21,10 +21,11 @@ Examples
 from cdp_tutorial.edge.energy import energy_model, rapl_available, RaplMeter  # noqa: F401
 from cdp_tutorial.edge.export import (  # noqa: F401
     PRECISIONS, ConversionError, compare_with_keras, export_litert, litert_predict, load_interpreter,
-    split_arrays)
+    read_description, split_arrays)
 from cdp_tutorial.edge.measure import Measurement, PeakMemorySampler, device_record, measure  # noqa: F401
 from cdp_tutorial.edge.store import EdgeStore  # noqa: F401
 
 __all__ = ["PRECISIONS", "ConversionError", "export_litert", "load_interpreter", "litert_predict",
-           "compare_with_keras", "split_arrays", "measure", "Measurement", "PeakMemorySampler",
+           "compare_with_keras", "read_description", "split_arrays", "measure", "Measurement",
+           "PeakMemorySampler",
            "device_record", "energy_model", "rapl_available", "RaplMeter", "EdgeStore"]

@@ -228,9 +228,9 @@ def _check_runs(path, input_shape, name, shown_as):
         interpreter = load_interpreter(path, threads=1)
         litert_predict(interpreter, np.zeros((1, *input_shape), np.float32))
     except Exception as error:  # e.g. Select TF ops ("Flex") that ai_edge_litert has no kernels for
+        reason = str(error).replace(str(path), str(shown_as)).strip()[:600]
         raise ConversionError(f"model {name!r} converted, but LiteRT cannot run the result (an op "
-                              f"without a LiteRT kernel?): {str(error).replace(str(path), str(shown_as)).strip()[:600]}"
-                              ) from error
+                              f"without a LiteRT kernel?): {reason}") from error
 
 
 def _calibration_images(images, input_shape, size):

@@ -241,7 +241,8 @@ def _runner(target, threads):
 
         return run_one, "litert", path.stem, tuple(int(d) for d in inp["shape"][1:])
     if not hasattr(target, "input_shape") or not callable(target):
-        raise TypeError(f"target must be a keras.Model or a path to a .tflite/.keras file, got {type(target).__name__}")
+        raise TypeError("target must be a keras.Model or a path to a .tflite/.keras file, "
+                        f"got {type(target).__name__}")
     import tensorflow as tf
 
     model = target
