@@ -32,7 +32,8 @@ def recorded_line(name):
 
 # ------------------------------------------------------------------ parser, per Jetson generation
 @pytest.mark.parametrize("name, input_rail, input_mw, rails", [
-    ("nano_jetpack461.txt", "POM_5V_IN", 1750, {"POM_5V_IN": (1750, 1628), "POM_5V_GPU": (0, 0), "POM_5V_CPU": (366, 406)}),
+    ("nano_jetpack461.txt", "POM_5V_IN", 1750,
+     {"POM_5V_IN": (1750, 1628), "POM_5V_GPU": (0, 0), "POM_5V_CPU": (366, 406)}),
     ("nano_jetson_stats.txt", "POM_5V_IN", 4520, {"POM_5V_IN": (4520, 4680), "POM_5V_CPU": (1078, 1205)}),
     ("tx2.txt", "VDD_IN", 3140, {"VDD_IN": (3140, 3208), "VDD_SYS_GPU": (153, 158), "VDD_SYS_DDR": (557, 601)}),
     ("xavier_nx_jetpack411.txt", "VDD_IN", 6140, {"VDD_IN": (6140, 5510), "VDD_CPU_GPU_CV": (2706, 2119),
@@ -162,7 +163,8 @@ def test_jetson_release_and_power_mode_are_read_from_their_files(tmp_path):
         parse_nv_tegra_release("Ubuntu 22.04")
     core = tmp_path / "cpu0" / "cpufreq"
     core.mkdir(parents=True)
-    for name, value in (("scaling_min_freq", "1479000"), ("scaling_max_freq", "1479000"), ("scaling_governor", "schedutil")):
+    for name, value in (("scaling_min_freq", "1479000"), ("scaling_max_freq", "1479000"),
+                        ("scaling_governor", "schedutil")):
         (core / name).write_text(value + "\n")
     assert clocks_state(tmp_path)["fixed"] is True  # what jetson_clocks does: min = max
     (core / "scaling_min_freq").write_text("102000\n")

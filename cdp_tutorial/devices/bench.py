@@ -4,7 +4,8 @@ Table 6 of the paper (§4.4.2) trains AlexNet (CIFAR-100) and VGG-16 (CIFAR-10) 
 **1 epoch at batch 5**: the baseline, and each mode's model pruned by **up to 50 iterations** of
 Algorithm 1, reporting training time and complexity per mode. :func:`run_device_benchmark` does the
 same on whatever it runs on -- CPU, CUDA GPU, Jetson -- and for each model also times batch-1
-inference in Keras and LiteRT (through :func:`cdp_tutorial.edge.measure`); every measurement is appended to a JSON-lines results file with the device record
+inference in Keras and LiteRT (through :func:`cdp_tutorial.edge.measure`); every measurement is
+appended to a JSON-lines results file with the device record
 (:func:`cdp_tutorial.devices.record.device_record`) and, where a sensor exists, the energy
 (:mod:`cdp_tutorial.devices.power`).
 
@@ -18,7 +19,6 @@ from __future__ import annotations
 import dataclasses
 import time
 
-import numpy as np
 
 from cdp_tutorial.checks import check_int, check_number, check_seed
 

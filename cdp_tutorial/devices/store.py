@@ -73,12 +73,13 @@ def table6(results: pd.DataFrame) -> pd.DataFrame:
     Columns: device, model, mode, planned MACs (M) and parameters (M) of the full-size model,
     MAC reduction (%), epoch time (s), steady epoch time (s), speed-up over the baseline
     (steady time when known), energy per epoch (J), mJ per image, power source, batch-1 latency in
-    Keras and LiteRT (ms) and the protocol label. When a device/model/mode was measured several times, the latest counts.
+    Keras and LiteRT (ms) and the protocol label. When a device/model/mode was measured several
+    times, the latest counts.
     """
     frame = results[results["kind"] == "table6"].sort_values("measured_at")
     keys = ["device_name", "model", "dataset", "label", "mode"]
     frame = frame.groupby(keys, sort=False).tail(1).copy()
-    timing = frame["steady_epoch_time_s"].fillna(frame["epoch_time_s"])
+    timing = pd.to_numeric(frame["steady_epoch_time_s"]).fillna(frame["epoch_time_s"])
     frame["timing"] = timing
     base = frame[frame["mode"] == "baseline"].set_index(keys[:-1])["timing"]
     baseline_timing = [base.get(tuple(k), float("nan")) for k in frame[keys[:-1]].itertuples(index=False)]
@@ -89,10 +90,12 @@ def table6(results: pd.DataFrame) -> pd.DataFrame:
         "device": frame["device_name"], "model": frame["model"], "mode": frame["mode"],
         "MACs (M)": (frame["macs"] / 1e6).round(1), "params (M)": (frame["params"] / 1e6).round(2),
         "MAC reduction (%)": (100 * (1 - frame["macs"] / frame["baseline_macs"])).round(1),
-        "epoch (s)": frame["epoch_time_s"].round(1), "steady epoch (s)": frame["steady_epoch_time_s"].round(1),
+        "epoch (s)": frame["epoch_time_s"].round(1),
+        "steady epoch (s)": pd.to_numeric(frame["steady_epoch_time_s"]).round(1),
         "speed-up": frame["speedup"].round(2), "energy (J/epoch)": frame["energy_j"],
         "mJ/image": frame["mj_per_image"], "power source": frame["power_source"].fillna("none (see power_why_not)"),
         "Keras latency (ms)": frame["keras_latency_ms"].round(2),
-        "LiteRT latency (ms)": frame.get("litert_latency_ms", pd.Series(index=frame.index, dtype=float)).round(2),
+        "LiteRT latency (ms)": pd.to_numeric(frame.get("litert_latency_ms", pd.Series(index=frame.index,
+                                                                                  dtype=float))).round(2),
         "protocol": frame["label"],
     }).reset_index(drop=True)
