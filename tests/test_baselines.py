@@ -112,3 +112,12 @@ def test_a_model_without_conv_is_refused(data):
     dense = keras.Sequential([keras.Input((32, 32, 3)), L.Flatten(), L.Dense(10, activation="softmax")])
     with pytest.raises(ValueError, match="no prunable conv"):
         train_prune_finetune(dense, data)
+
+
+def test_docstring_examples_run():
+    import doctest
+
+    from cdp_tutorial import baselines
+
+    result = doctest.testmod(baselines)
+    assert result.attempted > 0 and result.failed == 0

@@ -123,3 +123,12 @@ def test_bad_requests_fail_before_any_work(trained):
     dense_only = keras.Sequential([keras.Input((4,)), L.Dense(3), L.Dense(2)])
     with pytest.raises(ValueError, match="no prunable conv"):
         filter_scores(dense_only, "l1")
+
+
+def test_docstring_examples_run():
+    import doctest
+
+    from cdp_tutorial import importance
+
+    result = doctest.testmod(importance)
+    assert result.attempted > 0 and result.failed == 0
