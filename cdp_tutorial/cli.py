@@ -161,9 +161,11 @@ def _add_edge_commands(sub) -> None:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    from cdp_tutorial.experiments import TrialsFailed
+
     try:
         return COMMANDS[args.command](args)
-    except (ValueError, TypeError, FileExistsError, FileNotFoundError, ImportError) as error:
+    except (ValueError, TypeError, FileExistsError, FileNotFoundError, ImportError, TrialsFailed) as error:
         print(f"cdp-tutorial {args.command}: error: {error}", file=sys.stderr)
         return 2
 

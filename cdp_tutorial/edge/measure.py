@@ -20,6 +20,7 @@ A Keras model runs with TensorFlow's own thread pools, which are fixed when Tens
 
 from __future__ import annotations
 
+import hashlib
 import os
 import platform
 import threading
@@ -36,7 +37,9 @@ def device_record() -> dict:
     """The machine a measurement ran on: cores, memory, CPU model, OS and library versions."""
     import psutil
 
-    record = {"hostname_hash": abs(hash(platform.node())) % 10**8, "platform": platform.platform(),
+    # a stable, anonymous machine id: the same on every run (Python's hash() is salted per process)
+    machine_id = hashlib.sha256(platform.node().encode("utf-8")).hexdigest()[:8]
+    record = {"hostname_hash": machine_id, "platform": platform.platform(),
               "machine": platform.machine(), "cpu_model": _cpu_model(),
               "logical_cores": psutil.cpu_count(logical=True),
               "physical_cores": psutil.cpu_count(logical=False),
