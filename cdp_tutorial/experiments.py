@@ -217,6 +217,21 @@ def run_one(spec: RunSpec, out_dir, *, data=None, verbose=0) -> dict:
     return record
 
 
+def load_trained_model(spec: RunSpec, out_dir):
+    """The model a finished complexity-driven or uniform run trained, read back from its last checkpoint.
+
+    Later notebooks reuse what a sweep already trained (same spec, same ``out_dir``) instead of
+    training it again. Raises ``ValueError`` if ``out_dir``'s store has not recorded the run.
+    """
+    import keras
+
+    if spec.key not in ResultsStore(out_dir).finished():
+        raise ValueError(f"run {spec.key!r} has not finished in {out_dir}: run_sweep([spec], out_dir) first")
+    run = Path(out_dir) / RUNS_DIR / spec.key
+    state = json.loads((run / "state.json").read_text(encoding="utf-8"))
+    return keras.models.load_model(run / state["checkpoint"], compile=False)
+
+
 # --------------------------------------------------------------------------------------------
 # Sweeps
 # --------------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 import cdp_tutorial as cdp
@@ -131,6 +132,8 @@ def test_auto_power_meter_uses_tegrastats_when_it_is_on_path(fake_tegrastats):
         energy = meter.measure(before, meter.read())
     assert energy.source.startswith("tegrastats POM_5V_IN")
     assert energy.mean_watts == pytest.approx(1.75)
+    leftovers = [p for p in psutil.process_iter(["cmdline"]) if str(fake_tegrastats.parent) in " ".join(p.info["cmdline"] or [])]
+    assert not leftovers  # every tegrastats it started has stopped: none is left running
 
 
 def test_without_a_sensor_the_figure_says_why_instead_of_zero(monkeypatch):

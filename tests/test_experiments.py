@@ -130,19 +130,17 @@ def test_side_by_side_puts_the_papers_numbers_next_to_ours():
     assert len(paper_table()) == 12
 
 
-def test_command_line_profile_and_plan(tmp_path):
-    run = lambda *a: subprocess.run([sys.executable, "-m", "cdp_tutorial", *a],  # noqa: E731
-                                    capture_output=True, text=True)
-    profiled = run("profile", "--model", "vgg16")
+def test_command_line_profile_and_plan(tmp_path, capsys):
+    # one real process proves `python -m cdp_tutorial` works; the rest runs in this one (TensorFlow loads once)
+    profiled = subprocess.run([sys.executable, "-m", "cdp_tutorial", "profile", "--model", "vgg16"],
+                              capture_output=True, text=True)
     assert profiled.returncode == 0 and "MACs 313,725,952" in profiled.stdout
     plan_path = tmp_path / "plan.json"
-    planned = run("plan", "--model", "vgg16", "--mode", "FA", "--target", "0.3", "--seed", "0",
-                  "--out", str(plan_path))
-    assert planned.returncode == 0 and json.loads(plan_path.read_text())["mode"] == "flops"
-    again = run("plan", "--model", "vgg16", "--mode", "FA", "--target", "0.3", "--out", str(plan_path))
-    assert again.returncode == 2 and "overwrite" in again.stderr
-    bad = run("plan", "--model", "vgg16", "--mode", "FA", "--target", "1.5")
-    assert bad.returncode == 2 and "strictly between 0 and 1" in bad.stderr
+    plan = ["plan", "--model", "vgg16", "--mode", "FA", "--target", "0.3", "--seed", "0", "--out", str(plan_path)]
+    assert cli.main(plan) == 0 and json.loads(plan_path.read_text())["mode"] == "flops"
+    assert cli.main(plan) == 2 and "overwrite" in capsys.readouterr().err
+    assert cli.main(["plan", "--model", "vgg16", "--mode", "FA", "--target", "1.5"]) == 2
+    assert "strictly between 0 and 1" in capsys.readouterr().err
 
 
 # The Ray backend (real trials on a private local Ray instance) is tested in tests/test_ways_in.py.

@@ -199,6 +199,8 @@ class TegrastatsSampler:
         self._lock = threading.Lock()
 
     def start(self) -> "TegrastatsSampler":
+        if self._process is not None and self._process.poll() is None:
+            return self  # already sampling (a started meter entered in a with block): never a second process
         path = shutil.which(self.command)
         if path is None:
             raise FileNotFoundError(f"{self.command!r} is not on PATH: tegrastats exists only on NVIDIA "
