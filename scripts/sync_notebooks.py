@@ -36,9 +36,10 @@ def _load_links():
 _links = _load_links()
 badges, colab_install_cell = _links.badges, _links.colab_install_cell
 
-# TensorFlow's C++ start-up lines (absl logging ignores TF_CPP_MIN_LOG_LEVEL for these): they say
-# nothing about the lesson and differ on every machine, so committed notebooks drop them.
-TF_CHATTER = re.compile(r"^(WARNING: All log messages before absl|[IWE]\d{4} |To enable the following "
+# TensorFlow's C++ start-up lines (absl logging ignores TF_CPP_MIN_LOG_LEVEL for these) and its Python
+# logger's lines (temporary asset folders, retracing notes with memory addresses): they say nothing
+# about the lesson and differ on every run, so committed notebooks drop them.
+TF_CHATTER = re.compile(r"^(WARNING: All log messages before absl|[IWE]\d{4} |(INFO|WARNING):tensorflow:|To enable the following "
                         r"instructions|.*rebuild TensorFlow with the appropriate compiler flags)")
 KERNELSPEC = {"display_name": "Python 3", "language": "python", "name": "python3"}
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
@@ -76,10 +77,13 @@ def is_package_install_cell(source: str) -> bool:
 
 
 def _without_chatter(output: dict) -> dict | None:
-    if output.get("output_type") != "stream" or output.get("name") != "stderr":
+    if output.get("output_type") != "stream":  # TensorFlow's Python logger may write to either stream
         return output
     text = "".join(output["text"])
-    kept = [line for line in text.splitlines(keepends=True) if not TF_CHATTER.match(line)]
+    lines = text.splitlines(keepends=True)
+    kept = [line for line in lines if not TF_CHATTER.match(line)]
+    if len(kept) == len(lines):
+        return output  # nothing to drop: leave the output exactly as it was written
     if not "".join(kept).strip():
         return None
     return {**output, "text": "".join(kept)}
