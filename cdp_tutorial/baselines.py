@@ -203,7 +203,8 @@ class PipelineResult:
 def train_prune_finetune(model, data, *, criterion: str = "pls", scope: str = "global", mode="flops",
                          target: float = 0.5, iterations: int = 1, epochs: int = 1,
                          finetune_epochs: int | None = None, recipe="paper", batch_size=None,
-                         seed: int = 0, run_dir=None, samples: int = 500, verbose=0) -> PipelineResult:
+                         seed: int = 0, run_dir=None, baseline_dir=None, samples: int = 500,
+                         verbose=0) -> PipelineResult:
     r"""Train the baseline, then ``iterations`` times score, prune and fine-tune it (Fig. 2a).
 
     After iteration :math:`i` of :math:`K` the model keeps :math:`t^{i/K}` of the baseline's
@@ -236,6 +237,10 @@ def train_prune_finetune(model, data, *, criterion: str = "pls", scope: str = "g
         As in :func:`cdp_tutorial.training.train`; ``seed`` also seeds the ``"random"`` criterion.
     run_dir : str or pathlib.Path, optional
         Folder of the whole pipeline (needed to resume).
+    baseline_dir : str or pathlib.Path, optional
+        Folder of the baseline's training (default: ``run_dir/stage0-train``). A sweep passes its
+        baseline run's folder, so the baseline is trained once and every method of that seed prunes
+        it; its recorded training time still counts in this pipeline's wall time.
     samples : int, default 500
         Training images for PLS.
 
@@ -272,7 +277,7 @@ def train_prune_finetune(model, data, *, criterion: str = "pls", scope: str = "g
     common = dict(recipe=recipe, batch_size=batch_size, seed=seed, verbose=verbose)
 
     stages = []
-    base = train(model, data, epochs=epochs, run_dir=stage_dir(0, "train"), **common)
+    base = train(model, data, epochs=epochs, run_dir=baseline_dir or stage_dir(0, "train"), **common)
     baseline = profile(model).totals
     stages.append(_stage_record(0, "train", 0.0, 0.0, base, baseline))
     for i in range(1, iterations + 1):
@@ -318,13 +323,14 @@ def _stage_record(i, kind, score_time, prune_time, result, totals) -> dict:
 # --------------------------------------------------------------------------------------------
 # One run of a sweep (cdp_tutorial.experiments)
 # --------------------------------------------------------------------------------------------
-def ranking_run_record(spec, run_dir, data, label: str, verbose=0) -> dict:
+def ranking_run_record(spec, run_dir, data, label: str, baseline_dir=None, verbose=0) -> dict:
     """Run a sweep's ranking method (``spec.method`` in :data:`METHODS`) and return its store record.
 
     The baseline is built exactly as the sweep's baseline run builds it (same seed, same initial
     weights; at ``spec.width_multiplier`` < 1 the narrow model), then :func:`train_prune_finetune`
     prunes it to ``spec.target`` of the mode's complexity in ``spec.iterations`` rounds. The
-    pipeline's folder is ``run_dir``. The record has the same fields as a complexity-driven one, plus ``stages``, ``criterion``,
+    pipeline's folder is ``run_dir``; the baseline is trained in (or read back from)
+    ``baseline_dir``, the sweep's baseline run. The record has the same fields as a complexity-driven one, plus ``stages``, ``criterion``,
     ``scope`` and ``complexity_of``: with a width multiplier < 1, ``params``/``macs``/
     ``memory_bytes`` and the ``baseline_*`` figures are those of the *trained narrow* models (a
     ranking method prunes the model it trained), so ``reduction_pct`` compares like with like.
@@ -347,7 +353,7 @@ def ranking_run_record(spec, run_dir, data, label: str, verbose=0) -> dict:
         model, data, criterion=criterion, scope=scope, mode=spec.mode, target=spec.target,
         iterations=spec.iterations, epochs=spec.epochs, finetune_epochs=spec.finetune_epochs,
         recipe=spec.recipe, batch_size=spec.batch_size, seed=spec.seed,
-        run_dir=run_dir, verbose=verbose)
+        run_dir=run_dir, baseline_dir=baseline_dir, verbose=verbose)
     final = profile(result.model).totals
     narrow = spec.width_multiplier != 1
     shown_baseline = trained_baseline if narrow else full_baseline

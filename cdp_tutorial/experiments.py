@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import pandas as pd
@@ -149,6 +149,15 @@ def make_specs(models, modes=("PA", "FA", "MA"), targets=(0.5,), seeds=None, *, 
 # --------------------------------------------------------------------------------------------
 # Running one
 # --------------------------------------------------------------------------------------------
+def baseline_of(spec: RunSpec) -> RunSpec:
+    """The sweep's baseline run that ``spec`` is compared with (and, for a ranking method, prunes).
+
+    A ranking method (``l1``, ``random``, ``pls``) starts from the trained baseline, so a sweep trains
+    that baseline once, in this run's folder, and every ranking method of the same seed prunes it.
+    """
+    return replace(spec, mode=BASELINE, target=None, method="cdp", iterations=1, finetune_epochs=None)
+
+
 def build_run_model(spec: RunSpec, num_classes: int):
     """The model a run trains: the CIFAR model, pruned by the run's plan, freshly initialised.
 
@@ -192,8 +201,9 @@ def run_one(spec: RunSpec, out_dir, *, data=None, verbose=0) -> dict:
     if spec.method not in ("cdp", "uniform") and spec.mode != BASELINE:
         from cdp_tutorial.baselines import ranking_run_record
 
-        return ranking_run_record(spec, Path(out_dir) / RUNS_DIR / spec.key, data, protocol_label(spec),
-                                  verbose=verbose)
+        runs = Path(out_dir) / RUNS_DIR
+        return ranking_run_record(spec, runs / spec.key, data, protocol_label(spec),
+                                  baseline_dir=runs / baseline_of(spec).key, verbose=verbose)
     model, baseline, plan = build_run_model(spec, data.num_classes)
     trained = cdp.profile(model).totals
     totals = plan.final if plan else baseline  # the full-size architecture the lesson is about
@@ -324,19 +334,35 @@ def _run_with_ray(todo, out_dir, store, gpus_per_trial, cpus_per_trial, progress
         record = run_one(RunSpec(**config["spec"]), out_dir)
         tune.report({"record": json.dumps(record), "test_accuracy": record["test_accuracy"]})
 
-    tuner = tune.Tuner(
-        tune.with_resources(trainable, {"cpu": cpus_per_trial, "gpu": gpus_per_trial}),
-        param_space={"spec": tune.grid_search([asdict(s) for s in todo])},
-        run_config=tune.RunConfig(storage_path=str(Path(out_dir) / "ray"), name="sweep",
-                                  verbose=1 if progress else 0),
-    )
-    failures = {}
-    for result in tuner.fit():
-        if result.error is None and "record" in result.metrics:
-            store.append(json.loads(result.metrics["record"]))  # only the driver writes the store
-        else:  # Ray wraps the trial's own exception (RayTaskError.cause): report that one
-            cause = getattr(result.error, "cause", None) or result.error
-            key = RunSpec(**result.config["spec"]).key
-            failures[key] = f"{type(cause).__name__}: {cause} (log: {result.path})"
+    # Ranking methods prune their seed's trained baseline: a first pass trains the baselines they
+    # need, so two trials never train the same baseline folder at once.
+    ranking = [s for s in todo if s.method not in ("cdp", "uniform")]
+    known = store.finished() | {s.key for s in todo}
+    implied = {b.key: b for b in map(baseline_of, ranking) if b.key not in known}
+    baselines = [s for s in todo if s.mode == BASELINE] + list(implied.values())
+    passes = ([("baselines", baselines), ("sweep", [s for s in todo if s.mode != BASELINE])] if ranking
+              else [("sweep", todo)])
+    failures, total = {}, 0
+    for name, trials in passes:
+        for spec in trials:  # a ranking run whose baseline failed is not started
+            if spec.mode != BASELINE and baseline_of(spec).key in failures:
+                failures[spec.key] = f"its baseline {baseline_of(spec).key} failed"
+        total += len(trials)
+        trials = [s for s in trials if s.key not in failures]
+        if not trials:
+            continue
+        tuner = tune.Tuner(
+            tune.with_resources(trainable, {"cpu": cpus_per_trial, "gpu": gpus_per_trial}),
+            param_space={"spec": tune.grid_search([asdict(s) for s in trials])},
+            run_config=tune.RunConfig(storage_path=str(Path(out_dir) / "ray"), name=name,
+                                      verbose=1 if progress else 0),
+        )
+        for result in tuner.fit():
+            if result.error is None and "record" in result.metrics:
+                store.append(json.loads(result.metrics["record"]))  # only the driver writes the store
+            else:  # Ray wraps the trial's own exception (RayTaskError.cause): report that one
+                cause = getattr(result.error, "cause", None) or result.error
+                key = RunSpec(**result.config["spec"]).key
+                failures[key] = f"{type(cause).__name__}: {cause} (log: {result.path})"
     if failures:
-        raise TrialsFailed(failures, total=len(todo))
+        raise TrialsFailed(failures, total=total)

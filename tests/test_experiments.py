@@ -162,15 +162,20 @@ def test_specs_list_every_method_with_its_rounds():
 
 def test_pls_run_prunes_the_trained_baseline_and_sits_beside_published_pls(tmp_path):
     out = tmp_path / "results"
-    specs = make_specs("vgg16", ["FA"], [0.3], [0], profile="quick", methods=["pls"], epochs=1,
-                       train_size=200, test_size=100, width_multiplier=0.125, baseline=False)
+    specs = make_specs("vgg16", ["FA"], [0.3], [0], profile="quick", methods=["pls", "l1"], epochs=1,
+                       train_size=200, test_size=100, width_multiplier=0.125)
     frame = run_sweep(specs, out, progress=False)
-    pls = frame[frame.method == "pls"].iloc[0]
+    baseline, pls, l1 = (frame[frame.method == m].iloc[0] for m in ("cdp", "pls", "l1"))
+    # the sweep's baseline is trained once; both ranking methods prune that very model
+    assert not list((out / "runs").glob("*/stage0-train"))
+    assert pls["stages"][0]["test_accuracy"] == l1["stages"][0]["test_accuracy"] == baseline["test_accuracy"]
+    assert pls["stages"][0]["wall_time_s"] == pytest.approx(baseline["wall_time_s"])  # still counted
     assert pls["macs"] <= 0.3 * pls["baseline_macs"]  # the budget, on the trained narrow models
     assert pls["complexity_of"] == "the trained models (x0.125 width)" and "x0.125 width" in pls["label"]
     assert [s["kind"] for s in pls["stages"]] == ["train", "prune+fine-tune"]
     assert pls["wall_time_s"] == pytest.approx(sum(s["wall_time_s"] for s in pls["stages"]))
     assert pls["epochs_trained"] == 2  # equal epochs per stage
-    row = side_by_side(summarize(frame)).iloc[0]
-    assert row["method"] == "pls" and row["ours: reduction %"] >= 70
+    table = side_by_side(summarize(frame))
+    row = table[table["method"] == "pls"].iloc[0]
+    assert row["ours: reduction %"] >= 70
     assert "Jordao" in row["paper: source"] and row["paper: reduction %"] == 67.25  # the closest published

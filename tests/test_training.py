@@ -17,7 +17,7 @@ import pytest
 
 from cdp_tutorial import training
 from cdp_tutorial.data import load_dataset
-from cdp_tutorial.training import (RECIPES, Recipe, TrainResult, epoch_seed, get_recipe, train)
+from cdp_tutorial.training import (RECIPES, Recipe, TrainResult, WarmupCosine, epoch_seed, get_recipe, train)
 
 HISTORY_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy", "learning_rate")
 
@@ -321,6 +321,20 @@ def test_the_modern_schedule_warms_up_then_decays_to_zero():
     assert values[0] == 0.0 and values[1] == pytest.approx(0.05)  # half-way through the warm-up
     assert values[2] == pytest.approx(0.1)  # peak after 2 epochs
     assert 0 < values[3] < 0.1 and values[4] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_warmup_cosine_matches_keras_cosine_decay_and_survives_a_checkpoint(tmp_path):
+    ours = WarmupCosine(peak=0.2, warmup_steps=37, decay_steps=463)
+    keras_schedule = keras.optimizers.schedules.CosineDecay(0.0, 463, warmup_target=0.2, warmup_steps=37)
+    for step in (0, 1, 18, 36, 37, 38, 250, 499, 500, 800):
+        assert float(ours(step)) == pytest.approx(float(keras_schedule(step)), abs=1e-6)
+    model = tiny_cnn()
+    model.compile(optimizer=keras.optimizers.SGD(learning_rate=ours), loss="sparse_categorical_crossentropy")
+    model.save(tmp_path / "m.keras")
+    restored = keras.models.load_model(tmp_path / "m.keras").optimizer
+    restored.iterations.assign(100)  # the schedule came back, not a frozen learning rate
+    assert float(restored.learning_rate) == pytest.approx(float(ours(100)))
+    assert restored.get_config()["learning_rate"]["class_name"] == "WarmupCosine"
 
 
 def test_unknown_recipe_lists_the_known_ones():

@@ -21,9 +21,9 @@ resumed run end exactly where an uninterrupted one would have. Every public name
 """
 
 from cdp_tutorial.training.loop import epoch_seed, train
-from cdp_tutorial.training.recipes import RECIPES, Recipe, get_recipe
+from cdp_tutorial.training.recipes import RECIPES, Recipe, WarmupCosine, get_recipe
 from cdp_tutorial.training.result import TrainResult
 from cdp_tutorial.training.rundir import CONFIG_FILE, RESULT_FILE, STATE_FILE
 
-__all__ = ["CONFIG_FILE", "RECIPES", "RESULT_FILE", "STATE_FILE", "Recipe", "TrainResult", "epoch_seed",
+__all__ = ["CONFIG_FILE", "RECIPES", "RESULT_FILE", "STATE_FILE", "Recipe", "TrainResult", "WarmupCosine", "epoch_seed",
            "get_recipe", "train"]
