@@ -47,7 +47,7 @@ def test_labels_say_whether_a_result_follows_the_paper():
 
 def test_sweep_end_to_end_then_rerun_skips(tmp_path, capsys):
     out = tmp_path / "results"
-    argv = ["sweep", "--model", "vgg16", "--modes", "FA", "--targets", "0.5",
+    argv = ["sweep", "--model", "alexnet", "--modes", "FA", "--targets", "0.5",
             "--seeds", "0", "1", "--profile", "quick", *TINY, "--out", str(out)]
     assert cli.main(argv) == 0
     store = ResultsStore(out)
