@@ -55,7 +55,7 @@ class PruningPlan:
     baseline: Totals
     final: Totals
     history: pd.DataFrame = field(repr=False)
-    method: str = "cdp"  # "cdp" (Algorithm 1) or "uniform" (every prunable layer scaled alike)
+    method: str = "cdp"  # "cdp" (Algorithm 1), "uniform" (every layer alike) or a ranking criterion
     tied: list = field(default_factory=list, repr=False)  # groups of layers that share a width
     memory: str = "stored"  # what memory counts: "stored" (all weights) or "eq5" (kernels only)
 
@@ -65,7 +65,7 @@ class PruningPlan:
         return {m: 1.0 - self.final.mode_total(m) / self.baseline.mode_total(m) for m in ("params", "flops", "memory")}
 
     def summary(self) -> str:
-        label = ABBREVIATIONS[self.mode] if self.method == "cdp" else "uniform"
+        label = ABBREVIATIONS[self.mode] if self.method == "cdp" else self.method  # uniform, l1, pls, ...
         red = self.reduction
         unit = {"params": "parameters", "flops": "MACs", "memory": "bytes"}[self.mode]
         return (f"{self.model_name} {label} ({self.mode}) plan: {self.final.mode_total(self.mode):,} {unit} "

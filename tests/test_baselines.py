@@ -48,7 +48,8 @@ def test_per_layer_ranking_prunes_every_layer_alike_and_meets_a_budget():
     half = plan_by_ranking(model, scores, scope="per_layer", fraction=0.5)
     assert half.widths == {"conv1": 4, "conv2": 6, "conv3": 8}
     for mode, key in (("FA", "macs"), ("PA", "params"), ("MA", "memory_bytes")):
-        plan = plan_by_ranking(model, scores, scope="per_layer", mode=mode, target=0.4)
+        plan = plan_by_ranking(model, scores, scope="per_layer", mode=mode, target=0.4, method="l1")
+        assert " l1 (" in plan.summary()  # a ranking plan says which criterion made it
         small = apply_plan(model, plan, keep_weights=True, importance=scores)
         assert getattr(profile(small).totals, key) <= 0.4 * getattr(profile(model).totals, key)
 
