@@ -43,6 +43,7 @@ from cdp_tutorial.files import write_json_atomically
 from cdp_tutorial.graph import check_model
 from cdp_tutorial.plans import HISTORY_COLUMNS, PruningPlan
 from cdp_tutorial.pruning import PruningProblem
+from cdp_tutorial.results import complexity_fields
 from cdp_tutorial.sampling import normalize_mode
 
 SCOPES = ("global", "per_layer")
@@ -362,12 +363,7 @@ def ranking_run_record(spec, run_dir, data, label: str, baseline_dir=None, verbo
             "criterion": criterion, "scope": scope,
             "complexity_of": (f"the trained models (x{spec.width_multiplier:g} width)" if narrow
                               else "the full-size models"),
-            "params": final.params, "macs": final.macs, "flops": final.flops,
-            "memory_bytes": final.memory_bytes,
-            "trained_params": final.params, "trained_macs": final.macs,
-            "trained_memory_bytes": final.memory_bytes,
-            "baseline_params": shown_baseline.params, "baseline_macs": shown_baseline.macs,
-            "baseline_memory_bytes": shown_baseline.memory_bytes,
+            **complexity_fields(final, final, shown_baseline),
             "widths": {layer.name: int(layer.filters) for layer in result.model.layers
                        if hasattr(layer, "filters")},
             "test_accuracy": result.test_accuracy, "test_loss": result.stages[-1]["test_loss"],

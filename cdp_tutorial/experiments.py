@@ -25,8 +25,8 @@ import pandas as pd
 
 from cdp_tutorial.checks import check_choice, check_fraction, check_int, check_number, check_seed
 from cdp_tutorial.profiles import Profile, get_profile
-from cdp_tutorial.results import (BASELINE, RESULTS_FILE, ResultsStore, paper_table,  # noqa: F401
-                                  pls_table, side_by_side, summarize)
+from cdp_tutorial.results import (BASELINE, RESULTS_FILE, ResultsStore, complexity_fields,  # noqa: F401
+                                  paper_table, pls_table, side_by_side, summarize)
 from cdp_tutorial.sampling import ABBREVIATIONS, normalize_mode
 
 RUNS_DIR = "runs"
@@ -211,12 +211,7 @@ def run_one(spec: RunSpec, out_dir, *, data=None, verbose=0) -> dict:
                    seed=spec.seed, run_dir=Path(out_dir) / RUNS_DIR / spec.key, verbose=verbose)
     record = {"key": spec.key, **asdict(spec),
               "label": protocol_label(spec), "dataset_description": data.description,
-              "params": totals.params, "macs": totals.macs, "flops": totals.flops,
-              "memory_bytes": totals.memory_bytes,
-              "trained_params": trained.params, "trained_macs": trained.macs,
-              "trained_memory_bytes": trained.memory_bytes,
-              "baseline_params": baseline.params, "baseline_macs": baseline.macs,
-              "baseline_memory_bytes": baseline.memory_bytes,
+              **complexity_fields(totals, trained, baseline),
               "widths": plan.widths if plan else None,
               "test_accuracy": result.test_accuracy, "test_loss": result.test_loss,
               "epochs_trained": result.epochs, "wall_time_s": result.wall_time_s,

@@ -55,6 +55,21 @@ class ResultsStore:
 _COMPLEXITY_OF_MODE = {"PA": "params", "FA": "macs", "MA": "memory_bytes"}
 
 
+def complexity_fields(reported, trained, baseline) -> dict:
+    """A record's complexity columns, from three :class:`cdp_tutorial.complexity.Totals`.
+
+    ``reported`` is the architecture the result is about (``params``, ``macs``, ...), ``trained`` the
+    model that was actually trained (``trained_*``: narrower in the quick profile) and ``baseline``
+    what the reductions are measured against (``baseline_*``).
+    """
+    return {"params": reported.params, "macs": reported.macs, "flops": reported.flops,
+            "memory_bytes": reported.memory_bytes,
+            "trained_params": trained.params, "trained_macs": trained.macs,
+            "trained_memory_bytes": trained.memory_bytes,
+            "baseline_params": baseline.params, "baseline_macs": baseline.macs,
+            "baseline_memory_bytes": baseline.memory_bytes}
+
+
 def summarize(records) -> pd.DataFrame:
     """Mean ± std over seeds, in the shape of the paper's tables.
 
