@@ -343,12 +343,8 @@ def ranking_run_record(spec, run_dir, data, label: str, baseline_dir=None, verbo
     from cdp_tutorial.training.result import library_versions
 
     criterion, scope = METHODS[spec.method]
-    keras.utils.set_random_seed(spec.seed)
-    full = build_model(spec.model, num_classes=data.num_classes)
-    full_baseline = profile(full).totals
     keras.utils.set_random_seed(spec.seed)  # the same initial weights as the baseline run
-    model = full if spec.width_multiplier == 1 else build_model(
-        spec.model, num_classes=data.num_classes, width_multiplier=spec.width_multiplier)
+    model = build_model(spec.model, num_classes=data.num_classes, width_multiplier=spec.width_multiplier)
     trained_baseline = profile(model).totals
     result = train_prune_finetune(
         model, data, criterion=criterion, scope=scope, mode=spec.mode, target=spec.target,
@@ -357,13 +353,12 @@ def ranking_run_record(spec, run_dir, data, label: str, baseline_dir=None, verbo
         run_dir=run_dir, baseline_dir=baseline_dir, verbose=verbose)
     final = profile(result.model).totals
     narrow = spec.width_multiplier != 1
-    shown_baseline = trained_baseline if narrow else full_baseline
     epochs = sum(s["epochs"] for s in result.stages)
     return {"key": spec.key, **asdict(spec), "label": label, "dataset_description": data.description,
             "criterion": criterion, "scope": scope,
             "complexity_of": (f"the trained models (x{spec.width_multiplier:g} width)" if narrow
                               else "the full-size models"),
-            **complexity_fields(final, final, shown_baseline),
+            **complexity_fields(final, final, trained_baseline),
             "widths": {layer.name: int(layer.filters) for layer in result.model.layers
                        if hasattr(layer, "filters")},
             "test_accuracy": result.test_accuracy, "test_loss": result.stages[-1]["test_loss"],

@@ -85,7 +85,8 @@ def protocol_label(spec: RunSpec) -> str:
     data = spec.dataset + (f" subset {spec.train_size or 'all'}/{spec.test_size or 'all'}"
                            if spec.train_size or spec.test_size else "")
     narrow = "" if spec.width_multiplier == 1 else f", trained at x{spec.width_multiplier:g} width"
-    what = f"{data}{narrow}, {spec.epochs} epochs, {spec.recipe} recipe, batch {spec.batch_size}"
+    epochs = f"{spec.epochs} epoch" + ("" if spec.epochs == 1 else "s")
+    what = f"{data}{narrow}, {epochs}, {spec.recipe} recipe, batch {spec.batch_size}"
     if is_paper:
         return f"paper protocol ({what})"
     return f"{spec.profile} profile ({what}) - not the paper's protocol"

@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 import keras
+import numpy as np
 import pytest
 
 import cdp_tutorial as cdp
@@ -108,10 +109,59 @@ def test_inline_cells_are_found_by_their_marker():
         inline_cell("03_algorithm_1.ipynb", "no_such_function")
 
 
-# ------------------------------------------------------------------ the course: notebooks 00-04
+# ------------------------------------------------------------------ notebook 05: PLS-VIP
+
+
+@pytest.fixture(scope="module")
+def inline_vip():
+    return inline_cell("05_baselines_and_training_cost.ipynb", "vip")["vip"]
+
+
+def informative_data(samples, columns, classes, seed, label_values=None):
+    """Random features, some of them shifted by the class: data the notebook never shows."""
+    rng = np.random.default_rng(seed)
+    classes_of = rng.permutation(np.arange(samples) % classes)  # every class present
+    labels = classes_of if label_values is None else np.asarray(label_values)[classes_of]
+    features = rng.normal(size=(samples, columns)) + np.outer(classes_of, rng.normal(size=columns))
+    return features, labels
+
+
+@pytest.mark.parametrize("samples, columns, classes, components, seed", [
+    (50, 7, 4, 2, 0),      # 50 x 7, four classes
+    (120, 30, 10, 2, 1),   # ten classes, more columns than the notebook's toy example
+    (40, 5, 2, 3, 2),      # two classes, three components
+    (60, 12, 3, 1, 3),     # a single component
+])
+def test_inline_vip_matches_vip_scores(inline_vip, samples, columns, classes, components, seed):
+    from cdp_tutorial.importance import vip_scores
+
+    features, labels = informative_data(samples, columns, classes, seed)
+    expected = vip_scores(features, labels, n_components=components)
+
+    np.testing.assert_allclose(inline_vip(features, labels, n_components=components), expected,
+                               rtol=1e-9, atol=1e-12)
+    assert np.isclose(np.sum(expected ** 2), columns)
+
+
+def test_inline_vip_takes_any_integer_labels(inline_vip):
+    from cdp_tutorial.importance import vip_scores
+
+    features, labels = informative_data(50, 7, 3, seed=4, label_values=[3, 7, 9])
+    np.testing.assert_allclose(inline_vip(features, labels), vip_scores(features, labels), rtol=1e-9, atol=1e-12)
+
+
+def test_the_vip_comparison_would_catch_a_drift(inline_vip):
+    """Another number of components gives other VIPs, so agreement above is not an accident."""
+    from cdp_tutorial.importance import vip_scores
+
+    features, labels = informative_data(50, 7, 4, seed=0)
+    assert not np.allclose(inline_vip(features, labels, n_components=1), vip_scores(features, labels, n_components=2))
+
+
+# ------------------------------------------------------------------ the course: notebooks 00-05
 
 COURSE = ["00_index.ipynb", "01_complexity_equations.ipynb", "02_weighted_sampling.ipynb",
-          "03_algorithm_1.ipynb", "04_training_pruned_models.ipynb"]
+          "03_algorithm_1.ipynb", "04_training_pruned_models.ipynb", "05_baselines_and_training_cost.ipynb"]
 
 
 def cells_of(notebook: str) -> list[dict]:
@@ -139,7 +189,7 @@ def test_profile_is_checked_only_where_results_depend_on_it(notebook):
     checked = ["".join(c["source"]) for c in cells_of(notebook) if c["cell_type"] == "code"
                and "".join(c["source"]).startswith("# NBVAL_CHECK_OUTPUT")]
     checks_profile = any('print("profile:", profile.name)' in source for source in checked)
-    assert checks_profile == (notebook == "04_training_pruned_models.ipynb")
+    assert checks_profile == (notebook in ("04_training_pruned_models.ipynb", "05_baselines_and_training_cost.ipynb"))
 
 
 def test_notebook_04_fails_under_nbval_when_training_stops_learning():
