@@ -28,9 +28,11 @@ ten models, and CI must run all nine notebooks and the tests in 20 minutes. Thre
   Complexity is still profiled and *planned* on the full-size model, so every pruning ratio, mode
   and comparison with uniform scaling is the paper's; only the model that is *trained* has every
   width scaled by ``width_multiplier`` (the plan's per-layer widths too, so a pruned layer stays as
-  much narrower than its baseline as the plan says). Width x0.25 trains about 25x faster than full
-  width on the slow machine (measured there: 12 -> 337 images/s, VGG-16, batch 64), because MACs fall
-  about 16x and small convs waste less of the CPU's memory bandwidth.
+  much narrower than its baseline as the plan says). Width x0.25 trains about 20x faster than full
+  width on a slow 2-core machine (``benchmarks/machine_speed.py``, 2026-11-23: 17.0 -> 338 images/s,
+  VGG-16, batch 64), because MACs fall about 16x and small convs waste less of the CPU's memory
+  bandwidth. At that speed a run's fixed cost (building the model, tracing the training step) is a
+  large part of it, so the number of runs, more than their size, sets a notebook's time.
 
 So the quick profile keeps the data and epochs that learn, trains models at x0.25 width, and says so
 in every label. What it cannot show is the paper's accuracies: those need full width, CIFAR and
