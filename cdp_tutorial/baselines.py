@@ -38,9 +38,8 @@ from pathlib import Path
 
 import numpy as np
 
-from cdp_tutorial.checks import check_choice, check_fraction, check_int, check_seed
+from cdp_tutorial.checks import check_choice, check_fraction, check_int, check_model, check_seed
 from cdp_tutorial.files import write_json_atomically
-from cdp_tutorial.graph import check_model
 from cdp_tutorial.plans import HISTORY_COLUMNS, PruningPlan
 from cdp_tutorial.pruning import PruningProblem
 from cdp_tutorial.results import complexity_fields

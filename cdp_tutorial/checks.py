@@ -1,4 +1,4 @@
-"""Argument checks: one place for the number and seed validation every public function repeats.
+"""Argument checks: one place for the number, seed and model validation every public function repeats.
 
 In the style of scikit-learn's ``check_scalar`` / ``check_random_state``: each check raises early,
 with a message that names the argument, says what was given and what is allowed, and returns the
@@ -21,7 +21,7 @@ import numbers
 
 import numpy as np
 
-__all__ = ["check_choice", "check_fraction", "check_int", "check_number", "check_seed"]
+__all__ = ["check_choice", "check_fraction", "check_int", "check_model", "check_number", "check_seed"]
 
 
 def check_int(value, name: str, *, minimum: int | None = None, maximum: int | None = None,
@@ -95,3 +95,25 @@ def _range_text(minimum, maximum) -> str:
     if maximum is not None:
         return f" ≤ {maximum}"
     return ""
+
+
+def check_model(model) -> None:
+    """Raise ``TypeError``/``ValueError`` early if ``model`` is not a built Keras model we can read."""
+    import keras  # here, so that the number checks stay importable without Keras
+
+    if not isinstance(model, keras.Model):
+        raise TypeError(
+            f"expected a keras.Model (Sequential or functional), got {type(model).__name__}"
+        )
+    try:
+        inputs = model.inputs
+    except (AttributeError, ValueError):
+        inputs = None
+    if not model.built or not inputs:
+        raise ValueError(
+            "the model has no known input shape (a subclassed model, or a Sequential never "
+            "built on an Input); build it with keras.Input(...) (functional) or "
+            "keras.Sequential([keras.Input(shape), ...])"
+        )
+    if len(inputs) != 1:
+        raise ValueError(f"only single-input models are supported; this one has {len(inputs)}")

@@ -28,9 +28,9 @@ from dataclasses import dataclass, field
 
 import keras
 
-
 from cdp_tutorial import channel_rules as rules
 from cdp_tutorial import keras_internals as internals
+from cdp_tutorial.checks import check_model  # noqa: F401  (its home was here; still importable)
 from cdp_tutorial.layouts import Layout
 
 L = keras.layers
@@ -155,26 +155,6 @@ class ChannelGraph:
 
     def __repr__(self) -> str:
         return self.summary().splitlines()[0]
-
-
-def check_model(model) -> None:
-    """Raise ``TypeError``/``ValueError`` early if ``model`` is not a built Keras model we can read."""
-    if not isinstance(model, keras.Model):
-        raise TypeError(
-            f"expected a keras.Model (Sequential or functional), got {type(model).__name__}"
-        )
-    try:
-        inputs = model.inputs
-    except (AttributeError, ValueError):
-        inputs = None
-    if not model.built or not inputs:
-        raise ValueError(
-            "the model has no known input shape (a subclassed model, or a Sequential never "
-            "built on an Input); build it with keras.Input(...) (functional) or "
-            "keras.Sequential([keras.Input(shape), ...])"
-        )
-    if len(inputs) != 1:
-        raise ValueError(f"only single-input models are supported; this one has {len(inputs)}")
 
 
 def analyse(model) -> ChannelGraph:

@@ -45,8 +45,8 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from cdp_tutorial.checks import check_choice, check_int, check_seed
-from cdp_tutorial.graph import analyse, check_model
+from cdp_tutorial.checks import check_choice, check_int, check_model, check_seed
+from cdp_tutorial.graph import analyse
 
 CRITERIA = ("random", "l1", "l2", "bn_gamma", "pls")
 

@@ -32,7 +32,8 @@ import math
 import numpy as np
 import pandas as pd
 
-from cdp_tutorial.checks import check_choice, check_fraction, check_int, check_number, check_seed
+from cdp_tutorial.checks import (check_choice, check_fraction, check_int, check_model, check_number,
+                                 check_seed)
 from cdp_tutorial.complexity import CostModel, Totals, bytes_per_element_of
 from cdp_tutorial.graph import analyse
 from cdp_tutorial.plans import HISTORY_COLUMNS, PruningPlan
@@ -275,8 +276,6 @@ def plan_pruning(model, mode, target=None, *, budget=None, step: float = 0.1, se
     >>> plan.final.macs <= 0.3 * plan.baseline.macs
     True
     """
-    from cdp_tutorial.graph import check_model
-
     check_model(model)
     mode = normalize_mode(mode)
     step = check_fraction(step, "step")
@@ -321,8 +320,6 @@ def plan_uniform(model, mode, target=None, *, budget=None, coupled: str = "skip"
     every layer narrower? Finds (by bisection) the largest multiplier :math:`m` such that widths
     ``max(min, round(m * w))`` meet the budget. Arguments as in :func:`plan_pruning`.
     """
-    from cdp_tutorial.graph import check_model
-
     check_model(model)
     mode = normalize_mode(mode)
     problem = PruningProblem(model, coupled=coupled, bytes_per_element=bytes_per_element,

@@ -19,7 +19,8 @@ import keras
 import numpy as np
 
 from cdp_tutorial import channel_rules as rules
-from cdp_tutorial.graph import analyse, check_model
+from cdp_tutorial.checks import check_model
+from cdp_tutorial.graph import analyse
 
 L = keras.layers
 
