@@ -58,6 +58,7 @@ class PruningPlan:
     method: str = "cdp"  # "cdp" (Algorithm 1), "uniform" (every layer alike) or a ranking criterion
     tied: list = field(default_factory=list, repr=False)  # groups of layers that share a width
     memory: str = "stored"  # what memory counts: "stored" (all weights) or "eq5" (kernels only)
+    removed_fraction: float | None = None  # a ranking plan's share of filters removed (``step`` is Algorithm 1's p)
 
     @property
     def reduction(self) -> dict:
@@ -71,7 +72,8 @@ class PruningPlan:
         return (f"{self.model_name} {label} ({self.mode}) plan: {self.final.mode_total(self.mode):,} {unit} "
                 f"<= budget {self.budget:,.0f}; removed params {red['params']:.1%}, "
                 f"MACs {red['flops']:.1%}, memory {red['memory']:.1%} "
-                f"in {len(self.history)} iterations")
+                + (f"by removing {self.removed_fraction:.1%} of the filters" if self.removed_fraction is not None
+                   else f"in {len(self.history)} iterations"))
 
     # -- persistence ---------------------------------------------------------------------------
     def to_dict(self) -> dict:
@@ -81,6 +83,7 @@ class PruningPlan:
             "target": self.target, "budget": self.budget, "step": self.step, "seed": self.seed,
             "coupled": self.coupled, "round_to": self.round_to,
             "bytes_per_element": self.bytes_per_element, "memory": self.memory,
+            "removed_fraction": self.removed_fraction,
             "widths": self.widths, "baseline_widths": self.baseline_widths, "tied": self.tied,
             "baseline": self.baseline.as_dict(), "final": self.final.as_dict(),
             "history": self.history.to_dict(orient="records"),
@@ -99,7 +102,7 @@ class PruningPlan:
             baseline=Totals(**d["baseline"]), final=Totals(**d["final"]),
             history=pd.DataFrame.from_records(d["history"], columns=HISTORY_COLUMNS),
             method=d.get("method", "cdp"), tied=[list(t) for t in d.get("tied", [])],
-            memory=d.get("memory", "stored"),
+            memory=d.get("memory", "stored"), removed_fraction=d.get("removed_fraction"),
         )
 
     def save(self, path, overwrite: bool = False) -> Path:
