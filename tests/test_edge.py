@@ -4,8 +4,11 @@ A small CNN is planned and pruned with Algorithm 1, trained for one epoch on the
 fixture, exported to LiteRT and run with ai_edge_litert's interpreter — nothing is mocked.
 """
 
+import doctest
+import importlib
 import json
 import os
+import time
 
 import keras
 import numpy as np
@@ -15,8 +18,9 @@ import tensorflow as tf
 
 import cdp_tutorial as cdp
 from cdp_tutorial.data import load_dataset
-from cdp_tutorial.edge import (ConversionError, EdgeStore, compare_with_keras, energy_model, export_litert,
-                               load_interpreter, measure, rapl_available, split_arrays)
+from cdp_tutorial.edge import (ConversionError, EdgeStore, LatencyStats, compare_with_keras, energy_model,
+                               export_litert, load_interpreter, measure, rapl_available, split_arrays,
+                               time_calls)
 from cdp_tutorial.training import train
 
 
@@ -99,6 +103,51 @@ def test_measure_a_keras_model_the_same_way(pruned, data):
     images, _ = split_arrays(data, "test")
     m = measure(model, images, n_images=10, warmup=2)
     assert m.runtime == "keras" and m.threads is None and m.median_ms > 0
+
+
+def test_time_calls_times_each_call_after_an_untimed_warm_up():
+    seen = []
+
+    def call(x):  # the first call is slow, as a tf.function's tracing is: the warm-up absorbs it
+        time.sleep(0.05 if not seen else 0.002)
+        seen.append(x)
+
+    entered = []
+
+    class Window:  # what measure() puts around the timed calls: CPU time, memory, RAPL
+        def __enter__(self):
+            entered.append(len(seen))
+
+        def __exit__(self, *exc):
+            entered.append(len(seen))
+
+    stats = time_calls(call, ["a", "b", "c", "d"], warmup=2, around=Window())
+    assert isinstance(stats, LatencyStats)
+    assert seen == ["a", "b", "a", "b", "c", "d"]  # warm-up cycles through the inputs, then each input once
+    assert entered == [2, 6]  # the window covers the four timed calls and nothing else
+    assert stats.n == 4 and stats.warmup == 2
+    assert max(stats.latencies_ms) < 40  # the slow first call was not timed
+    assert stats.q25_ms <= stats.median_ms <= stats.q75_ms <= stats.p90_ms
+    assert stats.iqr_ms == pytest.approx(stats.q75_ms - stats.q25_ms)
+    assert stats.wall_s * 1e3 >= sum(stats.latencies_ms)
+    assert stats.summary().startswith(f"median {stats.median_ms:.2f} ms (IQR ")
+
+
+@pytest.mark.parametrize("warmup", [0, -1])
+def test_a_warm_up_below_one_call_is_refused_with_the_reason(warmup, exported, pruned, data):
+    """measure(warmup=0) would time tf.function tracing as the first image (issue: it was accepted)."""
+    images, _ = split_arrays(data, "test", limit=8)
+    for target in (exported["fp32"], pruned[1]):
+        with pytest.raises(ValueError, match=r"warmup must be an integer ≥ 1, got -?\d+: the first call"):
+            measure(target, images, n_images=2, warmup=warmup)
+    with pytest.raises(ValueError, match="traces its tf.function graph"):
+        time_calls(len, [[1]], warmup=warmup)
+
+
+def test_measure_module_examples_run():
+    module = importlib.import_module("cdp_tutorial.edge.measure")
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0
 
 
 def test_measurements_are_appended_to_the_edge_store(exported, data, tmp_path):

@@ -9,9 +9,13 @@ timing when the clocks may move under it.
 
 from __future__ import annotations
 
+import hashlib
+import os
+import platform
 import re
 import shutil
 import subprocess
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 NV_TEGRA_RELEASE = Path("/etc/nv_tegra_release")
@@ -125,26 +129,61 @@ def _jetson() -> dict | None:
     return info
 
 
-def device_record() -> dict:
-    """Describe this machine for a results file.
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
 
-    Extends :func:`cdp_tutorial.edge.device_record` (CPU model, cores, memory, OS, versions) with
-    what a training benchmark needs to be read correctly.
+
+def _distribution_version(name: str) -> str | None:
+    try:
+        return version(name)
+    except PackageNotFoundError:  # a missing distribution is recorded, not fatal
+        return None
+
+
+def device_record() -> dict:
+    """Describe this machine for a results file: the project's one device record.
+
+    Every measurement carries it: :func:`cdp_tutorial.edge.measure` (latency on this CPU) and
+    :func:`cdp_tutorial.devices.run_device_benchmark` (Table 6 on any device).
 
     Returns
     -------
     dict
-        Everything :func:`cdp_tutorial.edge.device_record` records (``cpu_model``, ``logical_cores``,
-        ``usable_cores``, ``memory_total_gb``, ``platform``, ``python``, ``tensorflow``, ``keras``,
-        ...), plus ``gpus`` (the names TensorFlow sees), ``versions`` (Python, TensorFlow, Keras,
-        NumPy, cdp_tutorial), ``clocks`` (:func:`clocks_state`) and ``jetson``: None off a Jetson,
-        else ``{"l4t", "board", "nvpmodel"}``.
+        ``hostname_hash`` (a stable, anonymous machine id), ``platform``, ``machine``,
+        ``cpu_model``, ``logical_cores``, ``physical_cores``, ``usable_cores`` (this process's CPU
+        affinity), ``memory_total_gb``, ``python``, ``tensorflow``, ``keras``, ``ai_edge_litert``
+        (installed versions, None if absent), ``gpus`` (the names TensorFlow sees), ``versions``
+        (Python, TensorFlow, Keras, NumPy, cdp_tutorial), ``clocks`` (:func:`clocks_state`) and
+        ``jetson``: None off a Jetson, else ``{"l4t", "board", "nvpmodel"}``.
+
+    Examples
+    --------
+    >>> record = device_record()
+    >>> record["usable_cores"] >= 1
+    True
     """
-    from cdp_tutorial.edge import device_record as machine_record
+    import psutil
+
     from cdp_tutorial.training.result import library_versions
 
-    return {**machine_record(), "gpus": _gpus(), "versions": library_versions(), "clocks": clocks_state(),
-            "jetson": _jetson()}
+    # a stable, anonymous machine id: the same on every run (Python's hash() is salted per process)
+    machine_id = hashlib.sha256(platform.node().encode("utf-8")).hexdigest()[:8]
+    return {"hostname_hash": machine_id, "platform": platform.platform(), "machine": platform.machine(),
+            "cpu_model": _cpu_model(), "logical_cores": psutil.cpu_count(logical=True),
+            "physical_cores": psutil.cpu_count(logical=False),
+            "usable_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+            "memory_total_gb": round(psutil.virtual_memory().total / 2**30, 2),
+            "python": platform.python_version(),
+            **{module: _distribution_version(module.replace("_", "-"))
+               for module in ("tensorflow", "keras", "ai_edge_litert")},
+            "gpus": _gpus(), "versions": library_versions(), "clocks": clocks_state(), "jetson": _jetson()}
 
 
 def device_slug(record: dict) -> str:

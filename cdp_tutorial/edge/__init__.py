@@ -5,6 +5,8 @@
                    the exported variant's accuracy and max |Δ logits| against the Keras model
 ``measure``        batch-1 latency (median, p90, mean ± sd), throughput, process CPU time and
                    utilisation, peak resident memory, the machine it ran on
+                   (:func:`cdp_tutorial.devices.device_record`); :func:`time_calls`, the one
+                   batch-1 latency timer (median and IQR), for anything callable
 ``energy``         the paper's energy model in both conventions, and measured RAPL energy
 ``store``          ``edge.jsonl``: measurements appended atomically, like the training results
 =================  ===========================================================================
@@ -22,10 +24,11 @@ from cdp_tutorial.edge.energy import energy_model, rapl_available, RaplMeter  # 
 from cdp_tutorial.edge.export import (  # noqa: F401
     PRECISIONS, ConversionError, compare_with_keras, export_litert, litert_predict, load_interpreter,
     read_description, split_arrays)
-from cdp_tutorial.edge.measure import Measurement, PeakMemorySampler, device_record, measure  # noqa: F401
+from cdp_tutorial.edge.measure import (  # noqa: F401
+    LatencyStats, Measurement, PeakMemorySampler, check_warmup, measure, time_calls)
 from cdp_tutorial.edge.store import EdgeStore  # noqa: F401
 
 __all__ = ["PRECISIONS", "ConversionError", "export_litert", "load_interpreter", "litert_predict",
            "compare_with_keras", "read_description", "split_arrays", "measure", "Measurement",
            "PeakMemorySampler",
-           "device_record", "energy_model", "rapl_available", "RaplMeter", "EdgeStore"]
+           "LatencyStats", "time_calls", "check_warmup", "energy_model", "rapl_available", "RaplMeter", "EdgeStore"]

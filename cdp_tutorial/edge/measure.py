@@ -1,8 +1,9 @@
 """What running a model costs on this machine: the paper's §4.3 protocol, and a little more.
 
 :func:`measure` runs one model — a Keras model or a LiteRT file, measured the same way — on batch-1
-inputs: ``warmup`` images first (not timed: graph tracing, allocation, caches), then ``N`` random
-test images (100 by default, as the paper) timed one by one. It reports
+inputs: ``warmup`` images first (at least one, not timed: graph tracing, allocation, caches), then
+``N`` random test images (100 by default, as the paper) timed one by one by :func:`time_calls`, the
+project's one batch-1 latency timer. It reports
 
 * latency per image: median, 90th percentile, mean ± sd (ms) — the median resists the noise of a
   shared machine; the p90 shows it;
@@ -12,7 +13,8 @@ test images (100 by default, as the paper) timed one by one. It reports
 * peak resident memory (RSS) of the process, sampled every 2 ms by a background thread
   (:class:`PeakMemorySampler`), and its rise over the start of the measurement;
 * optionally the CPU package energy read from Linux RAPL (:class:`cdp_tutorial.edge.RaplMeter`);
-* the machine: :func:`device_record` (cores, memory, CPU, versions), with every result.
+* the machine: :func:`cdp_tutorial.devices.device_record` (cores, memory, CPU, GPU, versions, clocks),
+  with every result.
 
 The paper's VM had 2 CPUs and 4 GB; LiteRT files run with ``threads=2`` by default to match.
 A Keras model runs with TensorFlow's own thread pools, which are fixed when TensorFlow starts.
@@ -20,9 +22,7 @@ A Keras model runs with TensorFlow's own thread pools, which are fixed when Tens
 
 from __future__ import annotations
 
-import hashlib
-import os
-import platform
+import contextlib
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -33,27 +33,132 @@ import numpy as np
 from cdp_tutorial.checks import check_int, check_seed
 
 
-def device_record() -> dict:
-    """The machine a measurement ran on: cores, memory, CPU model, OS and library versions."""
-    import psutil
+#: Why a warm-up of at least one call is required, in every error that refuses less.
+WARMUP_REASON = ("the first call of a model traces its tf.function graph (Keras) or allocates its "
+                 "tensors (LiteRT), which no later call repeats, so it must not be timed")
 
-    # a stable, anonymous machine id: the same on every run (Python's hash() is salted per process)
-    machine_id = hashlib.sha256(platform.node().encode("utf-8")).hexdigest()[:8]
-    record = {"hostname_hash": machine_id, "platform": platform.platform(),
-              "machine": platform.machine(), "cpu_model": _cpu_model(),
-              "logical_cores": psutil.cpu_count(logical=True),
-              "physical_cores": psutil.cpu_count(logical=False),
-              "usable_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-              "memory_total_gb": round(psutil.virtual_memory().total / 2**30, 2),
-              "python": platform.python_version()}
-    for module in ("tensorflow", "keras", "ai_edge_litert"):
-        try:
-            from importlib.metadata import version
 
-            record[module] = version(module.replace("_", "-"))
-        except Exception:  # a missing distribution is recorded, not fatal
-            record[module] = None
-    return record
+def check_warmup(warmup) -> int:
+    """``warmup`` as an ``int`` of at least 1, or a ValueError that says why 0 is not allowed.
+
+    Examples
+    --------
+    >>> check_warmup(3)
+    3
+    >>> check_warmup(0)
+    Traceback (most recent call last):
+        ...
+    ValueError: warmup must be an integer ≥ 1, got 0: the first call of a model traces its ...
+    """
+    try:
+        return check_int(warmup, "warmup", minimum=1)
+    except ValueError as error:
+        raise ValueError(f"{error}: {WARMUP_REASON}") from None
+
+
+@dataclass(frozen=True)
+class LatencyStats:
+    """Wall time of each timed call of a batch-1 loop (ms), with its median and spread.
+
+    ``median_ms`` is the figure to compare (it resists the noise of a shared machine);
+    ``q25_ms``/``q75_ms`` (and ``iqr_ms``) are the spread to compare it against: two medians that
+    differ by less than their IQRs are not shown apart. ``wall_s`` is the whole timed loop.
+    """
+
+    latencies_ms: tuple
+    warmup: int
+    wall_s: float
+
+    @property
+    def n(self) -> int:
+        """Timed calls."""
+        return len(self.latencies_ms)
+
+    @property
+    def median_ms(self) -> float:
+        return float(np.median(self.latencies_ms))
+
+    @property
+    def q25_ms(self) -> float:
+        return float(np.percentile(self.latencies_ms, 25))
+
+    @property
+    def q75_ms(self) -> float:
+        return float(np.percentile(self.latencies_ms, 75))
+
+    @property
+    def iqr_ms(self) -> float:
+        """Interquartile range: the spread of the middle half of the calls."""
+        return self.q75_ms - self.q25_ms
+
+    @property
+    def p90_ms(self) -> float:
+        return float(np.percentile(self.latencies_ms, 90))
+
+    @property
+    def mean_ms(self) -> float:
+        return float(np.mean(self.latencies_ms))
+
+    @property
+    def sd_ms(self) -> float:
+        """Sample standard deviation (0 for a single call)."""
+        return float(np.std(self.latencies_ms, ddof=1)) if self.n > 1 else 0.0
+
+    def summary(self) -> str:
+        """One line: ``median 1.23 ms (IQR 1.10-1.40, n = 50, after 5 warm-up calls)``."""
+        return (f"median {self.median_ms:.2f} ms (IQR {self.q25_ms:.2f}-{self.q75_ms:.2f}, "
+                f"n = {self.n}, after {self.warmup} warm-up call{'s' * (self.warmup != 1)})")
+
+
+def time_calls(call, inputs, *, warmup: int, around=None) -> LatencyStats:
+    """Time ``call(x)`` once for each ``x`` in ``inputs``, one call at a time, after a warm-up.
+
+    The project's one latency timer: :func:`measure` (Keras models and LiteRT files) and the
+    EdgeCompress cascade use it, so their figures are comparable.
+
+    Parameters
+    ----------
+    call : callable
+        Runs one input to completion (return a NumPy value, not a lazy tensor, so the time covers
+        the work).
+    inputs : sequence
+        What each timed call gets, in order (for batch 1: ``images[i:i + 1]``).
+    warmup : int
+        Untimed calls before the timed ones, on ``inputs[0], inputs[1], ...`` (cycling), at least 1.
+    around : context manager, optional
+        Entered just before the first timed call and left just after the last, so that what it
+        measures (CPU time, memory, energy) covers exactly the timed calls.
+
+    Returns
+    -------
+    LatencyStats
+
+    Raises
+    ------
+    ValueError
+        If ``warmup`` is below 1 or ``inputs`` is empty.
+
+    Examples
+    --------
+    >>> stats = time_calls(sorted, [[3, 1, 2]] * 20, warmup=2)
+    >>> stats.n, stats.warmup, stats.median_ms >= 0
+    (20, 2, True)
+    """
+    warmup = check_warmup(warmup)
+    inputs = list(inputs)
+    if not inputs:
+        raise ValueError("time_calls needs at least one input to time, got none")
+    for i in range(warmup):
+        call(inputs[i % len(inputs)])
+    seconds = np.empty(len(inputs))
+    with (around if around is not None else contextlib.nullcontext()):
+        loop_start = time.perf_counter()
+        for i, x in enumerate(inputs):
+            t0 = time.perf_counter()
+            call(x)
+            seconds[i] = time.perf_counter() - t0
+        wall = time.perf_counter() - loop_start
+    return LatencyStats(latencies_ms=tuple((seconds * 1e3).tolist()), warmup=warmup, wall_s=float(wall))
 
 
 class PeakMemorySampler:
@@ -147,7 +252,7 @@ def measure(target, images, *, n_images: int = 100, warmup: int = 10, threads: i
     n_images : int, default 100
         Timed images, as in the paper.
     warmup : int, default 10
-        Untimed images run first.
+        Untimed images run first; at least 1 (the first call traces the graph or allocates).
     threads : int, default 2
         LiteRT interpreter threads (the paper's VM had 2 CPUs). Ignored for a Keras model.
     seed : int, default 0
@@ -166,17 +271,17 @@ def measure(target, images, *, n_images: int = 100, warmup: int = 10, threads: i
     FileNotFoundError
         A file that does not exist.
     ValueError
-        Images of the wrong shape, ``n_images`` or ``threads`` below 1.
+        Images of the wrong shape, ``n_images`` or ``threads`` below 1, ``warmup`` below 1.
 
     Examples
     --------
     >>> m = measure("out/vgg16_fp32.tflite", test_images)                   # doctest: +SKIP
     >>> print(m.summary())                                                   # doctest: +SKIP
     """
-    from cdp_tutorial.edge.energy import RaplMeter
+    from cdp_tutorial.devices.record import device_record
 
     n_images = check_int(n_images, "n_images", minimum=1)
-    warmup = check_int(warmup, "warmup", minimum=0)
+    warmup = check_warmup(warmup)
     threads = check_int(threads, "threads", minimum=1)
     images = np.asarray(images, dtype=np.float32)
     run_one, runtime, default_name, input_shape = _runner(target, threads)
@@ -184,38 +289,47 @@ def measure(target, images, *, n_images: int = 100, warmup: int = 10, threads: i
         raise ValueError(f"images must be shaped (N, {', '.join(map(str, input_shape))}), got {images.shape}")
     rng = np.random.default_rng(check_seed(seed))
     chosen = images[rng.choice(len(images), size=n_images, replace=n_images > len(images))]
-    for i in range(warmup):
-        run_one(chosen[i % n_images][None])
-
-    import psutil
-
-    process = psutil.Process()
-    latencies = np.empty(n_images)
-    meter = RaplMeter() if rapl else None
-    with PeakMemorySampler() as memory:
-        cpu_start, wall_start = process.cpu_times(), time.perf_counter()
-        if meter:
-            meter.start()
-        for i in range(n_images):
-            x = chosen[i][None]
-            t0 = time.perf_counter()
-            run_one(x)
-            latencies[i] = time.perf_counter() - t0
-        joules = meter.stop() if meter else None
-        wall = time.perf_counter() - wall_start
-        cpu_end = process.cpu_times()
-    cpu = (cpu_end.user - cpu_start.user) + (cpu_end.system - cpu_start.system)
-    note = (meter.note if meter else "not requested (rapl=False)")
-    ms = latencies * 1e3
+    window = _ResourceWindow(rapl)
+    stats = time_calls(run_one, [chosen[i][None] for i in range(n_images)], warmup=warmup, around=window)
     return Measurement(
         name=name or default_name, runtime=runtime, threads=threads if runtime == "litert" else None,
-        images=n_images, warmup=warmup, median_ms=float(np.median(ms)), p90_ms=float(np.percentile(ms, 90)),
-        mean_ms=float(ms.mean()), sd_ms=float(ms.std(ddof=1)) if n_images > 1 else 0.0,
-        throughput_ips=float(n_images / wall), cpu_time_s=float(cpu), wall_time_s=float(wall),
-        cpu_utilisation=float(cpu / wall), peak_rss_mb=memory.peak_bytes / 2**20,
-        rss_increase_mb=(memory.peak_bytes - memory.start_bytes) / 2**20,
-        energy_j_per_image=None if joules is None else joules / n_images, energy_note=note,
-        device=device_record(), latencies_ms=ms.round(4).tolist())
+        images=n_images, warmup=warmup, median_ms=stats.median_ms, p90_ms=stats.p90_ms,
+        mean_ms=stats.mean_ms, sd_ms=stats.sd_ms, throughput_ips=float(n_images / window.wall_s),
+        cpu_time_s=window.cpu_s, wall_time_s=window.wall_s, cpu_utilisation=window.cpu_s / window.wall_s,
+        peak_rss_mb=window.memory.peak_bytes / 2**20,
+        rss_increase_mb=(window.memory.peak_bytes - window.memory.start_bytes) / 2**20,
+        energy_j_per_image=None if window.joules is None else window.joules / n_images, energy_note=window.note,
+        device=device_record(), latencies_ms=[round(t, 4) for t in stats.latencies_ms])
+
+
+class _ResourceWindow:
+    """Process CPU time, wall time, peak memory and RAPL energy of a ``with`` block (the timed calls)."""
+
+    def __init__(self, rapl: bool):
+        from cdp_tutorial.edge.energy import RaplMeter
+
+        self.meter = RaplMeter() if rapl else None
+        self.note = self.meter.note if self.meter else "not requested (rapl=False)"
+        self.memory = PeakMemorySampler()
+        self.joules = None
+
+    def __enter__(self):
+        import psutil
+
+        self._process = psutil.Process()
+        self.memory.__enter__()
+        self._cpu, self._wall = self._process.cpu_times(), time.perf_counter()
+        if self.meter:
+            self.meter.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.joules = self.meter.stop() if self.meter else None
+        self.wall_s = time.perf_counter() - self._wall
+        cpu = self._process.cpu_times()
+        self.cpu_s = float((cpu.user - self._cpu.user) + (cpu.system - self._cpu.system))
+        self.memory.__exit__(*exc)
+        return False
 
 
 def _runner(target, threads):
@@ -251,14 +365,3 @@ def _runner(target, threads):
     model = target
     forward = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
     return (lambda x: forward(x).numpy()), "keras", model.name, tuple(model.input_shape[1:])
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
