@@ -253,6 +253,103 @@ def test_missing_fashion_mnist_names_every_place_looked(tmp_path, monkeypatch):
         assert str(place) in str(error.value)
 
 
+def write_fashion_mnist(folder: Path, n_train: int = 6, n_test: int = 3, **replace) -> dict[str, Path]:
+    """Four valid idx files of random 28x28 images in ``folder``; ``replace`` swaps in other arrays."""
+    rng = np.random.default_rng(0)
+    arrays = {"x_train": rng.integers(0, 256, (n_train, 28, 28)), "y_train": np.arange(n_train) % 10,
+              "x_test": rng.integers(0, 256, (n_test, 28, 28)), "y_test": np.arange(n_test) % 10, **replace}
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {k: folder / name for k, name in data.FASHION_MNIST_FILES.items()}
+    for key, path in paths.items():
+        write_idx(path, arrays[key])
+    return paths
+
+
+def test_fashion_mnist_counts_that_disagree_are_refused_naming_both_files(tmp_path):
+    paths = write_fashion_mnist(tmp_path / "fashion-mnist", n_train=20)
+    write_idx(paths["y_train"], np.arange(15) % 10)  # 20 images, 15 labels
+
+    with pytest.raises(ValueError, match="holds 20 images but .* holds 15 labels") as error:
+        load_dataset("fashion_mnist", data_dir=tmp_path)
+    assert str(paths["x_train"]) in str(error.value) and str(paths["y_train"]) in str(error.value)
+
+
+def test_fashion_mnist_labels_beyond_the_ten_classes_are_refused_naming_the_file(tmp_path):
+    paths = write_fashion_mnist(tmp_path / "fashion-mnist", y_test=np.array([3, 200, 1]))
+
+    with pytest.raises(ValueError, match="label 200 at index 1 .* labels are 0 to 9") as error:
+        load_dataset("fashion_mnist", data_dir=tmp_path)
+    assert str(paths["y_test"]) in str(error.value)
+
+
+def test_fashion_mnist_images_of_another_size_are_refused_not_padded_to_31x31(tmp_path):
+    rng = np.random.default_rng(1)
+    paths = write_fashion_mnist(tmp_path / "fashion-mnist", x_train=rng.integers(0, 256, (6, 29, 29)))
+
+    with pytest.raises(ValueError, match="holds 29x29 images; Fashion-MNIST images are 28x28") as error:
+        load_dataset("fashion_mnist", data_dir=tmp_path)
+    assert str(paths["x_train"]) in str(error.value)
+
+
+def damage(path: Path, how: str) -> None:
+    """Damage a gzipped idx file the way disks, downloads and careless copies do."""
+    raw = path.read_bytes()
+    if how == "truncated gzip":
+        path.write_bytes(raw[: len(raw) // 2])
+    elif how == "not gzip":
+        path.write_bytes(gzip.decompress(raw))  # the idx bytes, never compressed
+    elif how == "CRC error":
+        crc = bytearray(raw)
+        crc[-8] ^= 0xFF  # the gzip trailer: CRC-32 of the data, then its length
+        path.write_bytes(bytes(crc))
+    elif how == "empty file":
+        path.write_bytes(b"")
+    elif how == "empty gzip":
+        path.write_bytes(gzip.compress(b""))
+    elif how == "wrong rank":
+        write_idx(path, np.zeros((3, 2), np.uint8))  # a labels file must be rank 1
+
+
+@pytest.mark.parametrize("how, message", [
+    ("truncated gzip", "is truncated: its gzip stream ends early"),
+    ("not gzip", "is damaged or not gzip"),
+    ("CRC error", "is damaged or not gzip .*CRC check failed"),
+    ("empty file", "is empty"),
+    ("empty gzip", "is empty"),
+    ("wrong rank", r"holds a rank-2 array of shape \(3, 2\), but labels \(rank 1\) were expected"),
+])
+def test_a_damaged_idx_file_is_refused_naming_the_file_and_what_is_allowed(tmp_path, how, message):
+    paths = write_fashion_mnist(tmp_path / "fashion-mnist")
+    damage(paths["y_train"], how)
+
+    with pytest.raises(ValueError, match=message) as error:
+        load_dataset("fashion_mnist", data_dir=tmp_path)
+    assert str(error.value).startswith(str(paths["y_train"]))
+
+
+def test_swapped_images_and_labels_files_are_refused(tmp_path):
+    paths = write_fashion_mnist(tmp_path / "fashion-mnist")
+    images, labels = paths["x_test"].read_bytes(), paths["y_test"].read_bytes()
+    paths["x_test"].write_bytes(labels)
+    paths["y_test"].write_bytes(images)
+
+    with pytest.raises(ValueError, match="holds labels of shape .* but images .* swapped") as error:
+        load_dataset("fashion_mnist", data_dir=tmp_path)
+    assert str(paths["x_test"]) in str(error.value)
+
+
+def test_a_dataset_whose_labels_no_network_can_learn_cannot_be_made():
+    import dataclasses
+
+    ds = load_dataset("fixture", train_size=20, test_size=10)
+    with pytest.raises(ValueError, match=r"y_train\[4\] = 10 is not a class; labels must be 0 to 9"):
+        dataclasses.replace(ds, y_train=np.where(np.arange(20) == 4, 10, ds.y_train))
+    with pytest.raises(ValueError, match="x_test holds 9 images but y_test 10 labels"):
+        dataclasses.replace(ds, x_test=ds.x_test[:9])
+    with pytest.raises(ValueError, match="both splits must have one image size"):
+        dataclasses.replace(ds, x_test=ds.x_test[:, :28, :28])
+
+
 # --------------------------------------------------------------------------- the committed fixture
 
 

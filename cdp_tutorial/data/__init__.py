@@ -20,8 +20,8 @@ they are defined: change them on the submodule, not on this package.)
 Nothing is downloaded or read at import time; :func:`load_dataset` does the work when called.
 """
 
-from cdp_tutorial.data.datasets import (DATASET_NAMES, IMAGE_SHAPE, Dataset, channel_mean_std, load_dataset,
-                                        stratified_indices)
+from cdp_tutorial.data.datasets import (DATASET_NAMES, IMAGE_SHAPE, Dataset, channel_mean_std,
+                                        check_dataset_arrays, load_dataset, stratified_indices)
 from cdp_tutorial.data.pipeline import make_epochs, make_pipeline
 from cdp_tutorial.data.readers import (DEBIAN_FASHION_MNIST_DIR, FASHION_MNIST_CLASSES, FASHION_MNIST_FILES,
                                        FIXTURE_FILENAME, FIXTURE_SHA256, read_idx)
@@ -42,6 +42,7 @@ __all__ = [
     "FIXTURE_SHA256",
     "IMAGE_SHAPE",
     "channel_mean_std",
+    "check_dataset_arrays",
     "data_dir",
     "load_dataset",
     "make_epochs",

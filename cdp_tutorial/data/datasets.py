@@ -18,8 +18,8 @@ from cdp_tutorial.checks import check_int, check_seed
 from cdp_tutorial.data.readers import load_cifar_arrays, load_fashion_mnist_arrays, load_fixture_arrays
 from cdp_tutorial.data.sources import data_dir as default_data_dir
 
-__all__ = ["DATASET_NAMES", "IMAGE_SHAPE", "Dataset", "channel_mean_std", "load_dataset",
-           "stratified_indices"]
+__all__ = ["DATASET_NAMES", "IMAGE_SHAPE", "Dataset", "channel_mean_std", "check_dataset_arrays",
+           "load_dataset", "stratified_indices"]
 
 DATASET_NAMES = ("cifar10", "cifar100", "fashion_mnist", "fixture")
 _ALIASES = {
@@ -66,6 +66,9 @@ class Dataset:
     description: str
     mean: tuple[float, ...]
     std: tuple[float, ...]
+
+    def __post_init__(self):
+        check_dataset_arrays(self)
 
     def __repr__(self) -> str:
         return (f"Dataset(name={self.name!r}, train={self.x_train.shape}, test={self.x_test.shape}, "
@@ -152,6 +155,52 @@ def load_dataset(name, *, data_dir=None, train_size=None, test_size=None, seed=0
         mean=mean,
         std=std,
     )
+
+
+def check_dataset_arrays(data) -> None:
+    """Raise ``ValueError`` unless a :class:`Dataset`'s arrays agree with each other.
+
+    Run whenever a :class:`Dataset` is made (``dataclasses.replace`` included), so a dataset whose
+    labels a network cannot learn never reaches training: images are ``(N, H, W, C)`` uint8 of one
+    size in both splits, every image has one integer label, every label is a class index
+    ``0 <= label < num_classes``, and there is one class name per class.
+
+    Raises
+    ------
+    ValueError
+        The first rule broken, naming the dataset, the array and (for a label) its index and value.
+
+    Examples
+    --------
+    >>> ds = load_dataset("fixture", train_size=20, test_size=10)
+    >>> import dataclasses
+    >>> dataclasses.replace(ds, y_test=np.full_like(ds.y_test, 10))
+    Traceback (most recent call last):
+        ...
+    ValueError: dataset 'fixture': y_test[0] = 10 is not a class; labels must be 0 to 9 (10 classes)
+    """
+    name = data.name
+    if len(data.class_names) != data.num_classes:
+        raise ValueError(f"dataset {name!r}: {len(data.class_names)} class names for "
+                         f"num_classes={data.num_classes}; give one name per class")
+    for split in ("train", "test"):
+        images, labels = getattr(data, f"x_{split}"), getattr(data, f"y_{split}")
+        if images.ndim != 4 or images.dtype != np.uint8:
+            raise ValueError(f"dataset {name!r}: x_{split} must be uint8 images shaped (N, H, W, C), "
+                             f"got {images.dtype} {images.shape}")
+        if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
+            raise ValueError(f"dataset {name!r}: y_{split} must be 1-D integer labels, got "
+                             f"{labels.dtype} {labels.shape}")
+        if len(images) != len(labels):
+            raise ValueError(f"dataset {name!r}: x_{split} holds {len(images):,} images but y_{split} "
+                             f"{len(labels):,} labels; every image needs exactly one label")
+        bad = np.flatnonzero((labels < 0) | (labels >= data.num_classes))
+        if bad.size:
+            raise ValueError(f"dataset {name!r}: y_{split}[{bad[0]}] = {labels[bad[0]]} is not a class; "
+                             f"labels must be 0 to {data.num_classes - 1} ({data.num_classes} classes)")
+    if data.x_train.shape[1:] != data.x_test.shape[1:]:
+        raise ValueError(f"dataset {name!r}: training images are {data.x_train.shape[1:]} but test images "
+                         f"{data.x_test.shape[1:]}; both splits must have one image size")
 
 
 def stratified_indices(labels, size: int, seed: int = 0) -> np.ndarray:

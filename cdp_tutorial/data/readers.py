@@ -16,6 +16,7 @@ import os
 import pickle
 import struct
 import tarfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -25,8 +26,8 @@ from cdp_tutorial.data.sources import ARCHIVES, ChecksumError, DatasetNotFoundEr
 from cdp_tutorial.files import write_atomically
 
 __all__ = ["DEBIAN_FASHION_MNIST_DIR", "FASHION_MNIST_CLASSES", "FASHION_MNIST_FILES", "FIXTURE_FILENAME",
-           "FIXTURE_SHA256", "load_cifar_arrays", "load_fashion_mnist_arrays", "load_fixture_arrays",
-           "read_idx"]
+           "FIXTURE_SHA256", "check_fashion_mnist", "load_cifar_arrays", "load_fashion_mnist_arrays",
+           "load_fixture_arrays", "read_idx"]
 
 # Members read from each archive: (train pickles, test pickle, meta pickle, label key, names key).
 CIFAR_LAYOUT = {
@@ -152,16 +153,23 @@ def load_fashion_mnist_arrays(root: Path) -> dict:
     """The 28x28 Fashion-MNIST arrays from the first folder that holds all four idx files.
 
     Looked for in ``root / "fashion-mnist"``, Keras' download cache, then the Debian package's folder.
+    The files are checked as they are read (:func:`check_fashion_mnist`): each is a gzipped uint8 idx
+    file of the right rank, images are 28x28, every images file has as many images as its labels
+    file has labels, and every label is a class index 0-9. The first file that breaks a rule is named.
 
     Raises
     ------
     DatasetNotFoundError
         None of them has the files; the message names every place looked and how to install them.
+    ValueError
+        A file is damaged or is not what its name says; the message names the file.
     """
     places = _fashion_mnist_dirs(root)
     for folder in places:
         if all((folder / f).is_file() for f in FASHION_MNIST_FILES.values()):
-            arrays = {k: read_idx(folder / f) for k, f in FASHION_MNIST_FILES.items()}
+            paths = {k: folder / f for k, f in FASHION_MNIST_FILES.items()}
+            arrays = {k: read_idx(path, ndim=1 if k.startswith("y") else 3) for k, path in paths.items()}
+            check_fashion_mnist(arrays, paths)
             return {**arrays, "class_names": np.array(FASHION_MNIST_CLASSES)}
     looked = "\n".join(f"    {p}" for p in places)
     raise DatasetNotFoundError(
@@ -172,13 +180,51 @@ def load_fashion_mnist_arrays(root: Path) -> dict:
     )
 
 
-def read_idx(path) -> np.ndarray:
+def check_fashion_mnist(arrays: dict, paths: dict) -> None:
+    """Raise ``ValueError`` naming the file unless the four decoded idx arrays form Fashion-MNIST.
+
+    Parameters
+    ----------
+    arrays : dict
+        ``x_train``, ``y_train``, ``x_test``, ``y_test`` as :func:`read_idx` returns them.
+    paths : dict
+        The file each array was read from, by the same keys (named in the messages).
+
+    Raises
+    ------
+    ValueError
+        Images that are not 28x28, an empty file, image and label counts that differ, or a label
+        outside ``0..9``.
+    """
+    n_classes = len(FASHION_MNIST_CLASSES)
+    for split in ("train", "test"):
+        images, labels = arrays[f"x_{split}"], arrays[f"y_{split}"]
+        x_path, y_path = paths[f"x_{split}"], paths[f"y_{split}"]
+        if images.shape[1:] != (28, 28):
+            raise ValueError(f"{x_path} holds {images.shape[1]}x{images.shape[2]} images; Fashion-MNIST "
+                             "images are 28x28 (is this file from another dataset?)")
+        if len(images) == 0:
+            raise ValueError(f"{x_path} holds no images; it needs at least one")
+        if len(images) != len(labels):
+            raise ValueError(f"{x_path} holds {len(images):,} images but {y_path} holds {len(labels):,} "
+                             "labels; every image needs exactly one label (are the files from different "
+                             "releases, or one cut short?)")
+        bad = np.flatnonzero(labels >= n_classes)
+        if bad.size:
+            raise ValueError(f"{y_path}: label {int(labels[bad[0]])} at index {int(bad[0])} (and "
+                             f"{bad.size - 1} more) is not a class; Fashion-MNIST labels are 0 to "
+                             f"{n_classes - 1}")
+
+
+def read_idx(path, ndim: int | None = None) -> np.ndarray:
     """Read a gzipped idx file (the MNIST format) into a uint8 array.
 
     Parameters
     ----------
     path : str or pathlib.Path
         A ``*-ubyte.gz`` file.
+    ndim : int, optional
+        The rank the file must have: 1 for labels, 3 for images.
 
     Returns
     -------
@@ -187,18 +233,50 @@ def read_idx(path) -> np.ndarray:
 
     Raises
     ------
+    FileNotFoundError
+        There is no such file.
     ValueError
-        The header is not that of a uint8 idx file or the data is short.
+        The file is not gzip, its gzip stream is cut short or fails its CRC, it is empty, its
+        header is not that of a uint8 idx file, its rank is not ``ndim`` or its data is shorter or
+        longer than the header says. Every message names the file.
+
+    Examples
+    --------
+    >>> import tempfile, gzip, struct
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     path = Path(tmp) / "labels-idx1-ubyte.gz"
+    ...     with gzip.open(path, "wb") as f:
+    ...         _ = f.write(struct.pack(">HBBI", 0, 8, 1, 3) + bytes([4, 0, 9]))
+    ...     read_idx(path, ndim=1).tolist()
+    [4, 0, 9]
     """
-    with gzip.open(path, "rb") as handle:
-        raw = handle.read()
-    zeros, dtype_code, ndim = struct.unpack(">HBB", raw[:4])
-    if zeros != 0 or dtype_code != 0x08 or not 1 <= ndim <= 3:
-        raise ValueError(f"{path} is not a uint8 idx file")
-    shape = struct.unpack(f">{ndim}I", raw[4:4 + 4 * ndim])
-    data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
+    path = Path(path)
+    allowed = "a gzipped uint8 idx file (*-ubyte.gz, as published for (Fashion-)MNIST)"
+    try:
+        with gzip.open(path, "rb") as handle:
+            raw = handle.read()
+    except EOFError:
+        raise ValueError(f"{path} is truncated: its gzip stream ends early (an interrupted download "
+                         "or copy?); replace it with a complete copy") from None
+    except (gzip.BadGzipFile, zlib.error) as error:
+        raise ValueError(f"{path} is damaged or not gzip ({error}); expected {allowed}") from None
+    if len(raw) < 4:
+        raise ValueError(f"{path} is empty ({len(raw)} bytes once decompressed); expected {allowed}")
+    zeros, dtype_code, rank = struct.unpack(">HBB", raw[:4])
+    if zeros != 0 or dtype_code != 0x08 or not 1 <= rank <= 3:
+        raise ValueError(f"{path} is not a uint8 idx file (header {raw[:4].hex()}); expected {allowed}")
+    if len(raw) < 4 + 4 * rank:
+        raise ValueError(f"{path} is truncated inside its header; expected {allowed}")
+    shape = struct.unpack(f">{rank}I", raw[4:4 + 4 * rank])
+    if ndim is not None and rank != ndim:
+        what = {1: "labels (rank 1)", 3: "images (rank 3)"}.get(ndim, f"rank {ndim}")
+        found = {1: "labels", 3: "images"}.get(rank, f"a rank-{rank} array")
+        raise ValueError(f"{path} holds {found} of shape {shape}, but {what} were expected here "
+                         "(are the images and labels files swapped?)")
+    data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * rank)
     if data.size != int(np.prod(shape)):
-        raise ValueError(f"{path}: header says {shape}, found {data.size} values")
+        raise ValueError(f"{path}: header says {shape}, found {data.size:,} values instead of "
+                         f"{int(np.prod(shape)):,} (a damaged or cut-short file)")
     return data.reshape(shape)
 
 
