@@ -19,8 +19,8 @@ import tensorflow as tf
 import cdp_tutorial as cdp
 from cdp_tutorial.data import load_dataset
 from cdp_tutorial.edge import (ConversionError, EdgeStore, LatencyStats, compare_with_keras, energy_model,
-                               export_litert, load_interpreter, measure, rapl_available, split_arrays,
-                               time_calls)
+                               export_litert, load_interpreter, measure, rapl_available, RaplMeter,
+                               split_arrays, time_calls)
 from cdp_tutorial.training import train
 
 
@@ -164,11 +164,94 @@ def test_measurements_are_appended_to_the_edge_store(exported, data, tmp_path):
 def test_energy_model_conventions_and_pruning(pruned):
     baseline, model = pruned
     before, after = energy_model(baseline), energy_model(model)
+    # the paper multiplies its "FLOPs" (MACs) by 2.3 pJ; Horowitz's per-operation reading, every
+    # multiply and every add: FLOPs = 2 x MACs, so twice the paper's arithmetic
+    assert before["macs"] == cdp.profile(baseline).totals.macs
+    assert before["flops"] == before["flops_per_mac"] * before["macs"] == cdp.profile(baseline).totals.flops
+    assert before["paper_compute_mj"] == pytest.approx(before["macs"] * 2.3e-9)
+    assert before["horowitz_compute_mj"] == pytest.approx(2 * before["paper_compute_mj"])
     # the paper's reading charges 640 pJ per MB: arithmetic dominates; Horowitz's per access: memory
-    assert before["paper_mj"] == pytest.approx(before["compute_mj"], rel=1e-3)
+    assert before["paper_mj"] == pytest.approx(before["paper_compute_mj"], rel=1e-3)
     assert before["horowitz_mj"] > before["paper_mj"]
-    assert before["flops"] == cdp.profile(baseline).totals.flops
-    assert after["compute_mj"] < before["compute_mj"] and after["horowitz_mj"] < before["horowitz_mj"]
+    assert after["paper_mj"] < before["paper_mj"] and after["horowitz_mj"] < before["horowitz_mj"]
+
+
+def test_energy_module_examples_run():
+    module = importlib.import_module("cdp_tutorial.edge.energy")
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0 and result.failed == 0
+
+
+# ------------------------------------------------------------------ RAPL, on a fake powercap tree
+def powercap(tmp_path, domains):
+    """A fake /sys/class/powercap (no readable RAPL here): {folder: (name, energy_uj, max_energy_range_uj)}."""
+    for folder, (name, energy, limit) in domains.items():
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "name").write_text(name + "\n")
+        (tmp_path / folder / "energy_uj").write_text(f"{energy}\n")
+        (tmp_path / folder / "max_energy_range_uj").write_text(f"{limit}\n")
+    return tmp_path
+
+
+def set_energy(root, folder, microjoules):
+    """Replace the counter in one step, as the kernel does (a polling thread never reads a half-written file)."""
+    staged = root / folder / "energy_uj.new"
+    staged.write_text(f"{microjoules}\n")
+    os.replace(staged, root / folder / "energy_uj")
+
+
+def test_rapl_counts_the_package_not_its_core_sub_domain_twice(tmp_path):
+    """A fake powercap tree (no RAPL here): package 0 -> 100 uJ and its core sub-domain 0 -> 60 uJ."""
+    root = powercap(tmp_path, {"intel-rapl:0": ("package-0", 0, 10**6), "intel-rapl:0:0": ("core", 0, 10**6),
+                               "intel-rapl:1": ("psys", 0, 10**6)})  # psys: the whole platform, not a package
+    meter = RaplMeter(root, poll_s=None).start()
+    assert meter.available and "1 package domain(s)" in meter.note
+    set_energy(root, "intel-rapl:0", 100)
+    set_energy(root, "intel-rapl:0:0", 60)
+    set_energy(root, "intel-rapl:1", 500)
+    assert meter.stop() == pytest.approx(100e-6)  # not 160 (package + core), not 600 (+ psys)
+
+
+def test_rapl_adds_only_the_wrapping_counters_own_range(tmp_path):
+    """Two fake sockets (no RAPL here); socket 1 wraps at its range of 1000 uJ: 50 + 70 = 120 uJ, not 1,120."""
+    root = powercap(tmp_path, {"intel-rapl:0": ("package-0", 100, 1000), "intel-rapl:1": ("package-1", 960, 1000)})
+    meter = RaplMeter(root, poll_s=None).start()
+    set_energy(root, "intel-rapl:0", 150)
+    set_energy(root, "intel-rapl:1", 30)
+    assert meter.stop() == pytest.approx(120e-6)
+
+
+def test_rapl_counts_repeated_wraps_by_reading_between_them(tmp_path):
+    """A fake counter (no RAPL here) with a 1000 uJ range wraps three times; each read sees one wrap."""
+    root = powercap(tmp_path, {"intel-rapl:0": ("package-0", 900, 1000)})
+    meter = RaplMeter(root, poll_s=None).start()
+    for value in (400, 100, 800, 200):  # +500, +700, +700, +400: three wraps in all
+        set_energy(root, "intel-rapl:0", value)
+        meter.read_joules()  # what the background thread does every poll_s seconds
+    assert meter.stop() == pytest.approx(2300e-6)
+    assert "at most one wrap per counter" in RaplMeter(root, poll_s=None).note
+
+
+def test_rapl_background_reads_catch_wraps_while_running(tmp_path):
+    """The polling thread on a fake counter (no RAPL here): two wraps between start and stop are both counted."""
+    root = powercap(tmp_path, {"intel-rapl:0": ("package-0", 0, 1000)})
+    meter = RaplMeter(root, poll_s=0.01).start()
+    assert "read every 0.01 s: right unless a package draws more than 0.1 W" in meter.note  # 1000 uJ / 0.01 s
+    for value in (600, 100, 700, 200):  # +600, +500, +600, +500
+        set_energy(root, "intel-rapl:0", value)
+        time.sleep(0.1)  # ten polling intervals: the thread has read this value
+    assert meter.stop() == pytest.approx(2200e-6)
+    assert not meter._thread.is_alive()
+    assert meter.stop() == pytest.approx(2200e-6)  # stopping twice changes nothing
+
+
+def test_rapl_says_why_not_where_it_cannot_read(tmp_path):
+    assert RaplMeter(tmp_path / "absent").stop() is None
+    root = powercap(tmp_path, {"intel-rapl:0:0": ("core", 0, 1000)})
+    meter = RaplMeter(root).start()
+    assert meter.stop() is None and "no intel-rapl package domain" in meter.note
+    available, why = rapl_available(root)
+    assert not available and str(root) in why
 
 
 def test_missing_and_existing_files_are_refused(exported, pruned, tmp_path):
