@@ -6,12 +6,16 @@ sampler runs against a stand-in ``tegrastats`` executable put on PATH, which pri
 at the requested interval. The CPU path (training, timing, the results file) runs for real.
 """
 
+import inspect
 import json
 import os
+import re
 import stat
 import sys
 import textwrap
+import threading
 import time
+import types
 from pathlib import Path
 
 import psutil
@@ -20,6 +24,7 @@ import pytest
 import cdp_tutorial as cdp
 from cdp_tutorial.devices import (TegrastatsSampler, integrate_power, iteration_limited_plan, load_results,
                                   open_power_meter, parse_tegrastats, run_device_benchmark, table6)
+from cdp_tutorial.devices.bench import table6_protocol_label
 from cdp_tutorial.devices.record import (clock_warning, clocks_state, device_record, parse_nv_tegra_release,
                                          parse_nvpmodel_query)
 
@@ -79,6 +84,39 @@ def test_malformed_lines_raise_an_error_that_quotes_them(line):
     assert repr(line) in str(error.value)
 
 
+NANO = "RAM 1923/3964MB CPU [5%@1224,off] GR3D_FREQ 0%@76 POM_5V_IN 1750/1628 POM_5V_GPU 0/0 POM_5V_CPU 366/406"
+
+
+@pytest.mark.parametrize("text, what", [
+    (NANO + "\n" + NANO, "2 lines, not one"),                     # two lines pasted with their line break
+    (NANO + " " + NANO, "2 lines, not one"),                       # ... or with a space
+    (NANO + NANO, "2 lines, not one"),                             # ... or glued: '...366/406RAM 1923/...'
+    (NANO + " POM_5V_IN 9999/9999", "rail POM_5V_IN appears twice"),
+    ("RAM 1923/3964MB CPU [5%@1224,4%@12", "CPU block is cut off"),
+    ("RAM 1923/3964MB CPU [] POM_5V_IN 1750/1628", "lists no core"),
+    ("RAM 9000/100MB CPU [5%@1224]", "RAM 9000/100MB is impossible"),
+    ("RAM 1923/3964MB CPU [250%@1224,5%@1224]", "a core's load is at most 100%"),
+    ("RAM 1923/3964MB CPU [5%@1224] GR3D_FREQ 900%@76", "GPU load 900% is above 100%"),
+])
+def test_a_line_that_cannot_be_one_real_tegrastats_line_is_refused(text, what):
+    """Each of these used to parse: merged lines, the last of two rails, [] for a cut-off block, 9 GB of 100 MB."""
+    with pytest.raises(ValueError, match=re.escape(what)) as error:
+        parse_tegrastats(text)
+    assert repr(text) in str(error.value)  # the message quotes what it refused
+
+
+def test_integrate_power_refuses_nan_samples_and_unsorted_times():
+    with pytest.raises(ValueError, match=r"power_mw\[1\] is nan: every sample must be a finite number"):
+        integrate_power([0, 1, 2], [1000, float("nan"), 1000], 0, 2)  # used to return nan joules
+    with pytest.raises(ValueError, match=r"times_s\[2\] is inf"):
+        integrate_power([0, 1, float("inf")], [1000, 1000, 1000], 0, 1)
+    with pytest.raises(ValueError, match=r"times_s must increase: sample 2 \(t = 1.0\) does not come after "
+                                         r"sample 1 \(t = 2.0\); sort the samples"):
+        integrate_power([0, 2, 1, 3], [1000] * 4, 0, 3)
+    with pytest.raises(ValueError, match="one length"):
+        integrate_power([0, 1, 2], [1000, 1000], 0, 2)
+
+
 # ------------------------------------------------------------------ sampler, against a stand-in
 @pytest.fixture
 def fake_tegrastats(tmp_path, monkeypatch):
@@ -124,23 +162,115 @@ def test_sampler_keeps_malformed_lines_as_errors_not_zeros(fake_tegrastats):
     assert sampler.errors and "this is not tegrastats" in sampler.errors[0]
 
 
+def tegrastats_processes(fake_tegrastats):
+    return [p for p in psutil.process_iter(["cmdline"]) if str(fake_tegrastats.parent) in " ".join(p.info["cmdline"] or [])]
+
+
 def test_auto_power_meter_uses_tegrastats_when_it_is_on_path(fake_tegrastats):
     fake_tegrastats.write_text(recorded_line("nano_jetpack461.txt") + "\n")
-    with open_power_meter("auto", interval_ms=20) as meter:
+    meter = open_power_meter("auto", interval_ms=20)
+    assert not meter.started and not tegrastats_processes(fake_tegrastats)  # the factory returns it unstarted
+    with meter:
+        meter.start()  # idempotent: still one tegrastats
+        assert len(tegrastats_processes(fake_tegrastats)) == 1
         before = meter.read()
         time.sleep(0.2)
         energy = meter.measure(before, meter.read())
     assert energy.source.startswith("tegrastats POM_5V_IN")
     assert energy.mean_watts == pytest.approx(1.75)
-    leftovers = [p for p in psutil.process_iter(["cmdline"]) if str(fake_tegrastats.parent) in " ".join(p.info["cmdline"] or [])]
-    assert not leftovers  # every tegrastats it started has stopped: none is left running
+    assert not tegrastats_processes(fake_tegrastats)  # every tegrastats it started has stopped
 
 
-def test_without_a_sensor_the_figure_says_why_instead_of_zero(monkeypatch):
-    monkeypatch.setenv("PATH", "/nonexistent")
-    meter = open_power_meter("tegrastats")
+class FakeJtop:
+    """Stands in for jetson-stats' ``jtop`` (no Jetson here): a connection with ``power['tot']`` in mW."""
+
+    instances = []
+    total_mw = 4200.0
+
+    def __init__(self):
+        self.open = False
+        FakeJtop.instances.append(self)
+
+    def start(self):
+        assert not self.open, "a jtop connection started twice"
+        self.open = True
+
+    def close(self):
+        self.open = False
+
+    @property
+    def power(self):
+        assert self.open, "jtop read while closed"
+        if self.total_mw is None:
+            return {"rail": {}}  # a board whose jtop reports no total
+        return {"tot": {"power": self.total_mw, "avg": self.total_mw}}
+
+
+@pytest.fixture
+def fake_jtop(monkeypatch):
+    """A fake ``jtop`` module (jetson-stats cannot run here), and no tegrastats on PATH."""
+    module = types.ModuleType("jtop")
+    module.jtop = FakeJtop
+    monkeypatch.setitem(sys.modules, "jtop", module)
+    monkeypatch.setattr(FakeJtop, "instances", [])
+    monkeypatch.setattr(FakeJtop, "total_mw", 4200.0)
+    monkeypatch.setenv("PATH", os.path.dirname(sys.executable))
+    return FakeJtop
+
+
+def polling_threads():
+    return [t for t in threading.enumerate() if t.name.endswith("-poll") and t.is_alive()]
+
+
+def test_jtop_meter_starts_once_in_a_with_block_and_leaves_nothing_open(fake_jtop):
+    meter = open_power_meter("jtop", interval_ms=20)
+    assert not meter.started and not any(j.open for j in fake_jtop.instances)  # probed, then closed again
+    with meter:
+        meter.start()  # a second start does nothing (it used to start the polling thread twice)
+        before = meter.read()
+        time.sleep(0.2)
+        energy = meter.measure(before, meter.read())
+    assert energy.mean_watts == pytest.approx(4.2) and energy.source.startswith("jtop")
+    assert not any(j.open for j in fake_jtop.instances) and not polling_threads()
+    with meter:  # a stopped meter starts again, with a new connection
+        assert sum(j.open for j in fake_jtop.instances) == 1
+    assert not any(j.open for j in fake_jtop.instances)
+
+
+def test_an_error_inside_the_block_still_closes_jtop_and_stops_polling(fake_jtop):
+    with pytest.raises(ZeroDivisionError):
+        with open_power_meter("jtop", interval_ms=20):
+            1 / 0
+    assert not any(j.open for j in fake_jtop.instances) and not polling_threads()
+
+
+def test_a_jtop_without_power_is_refused_and_closed(fake_jtop):
+    fake_jtop.total_mw = None
+    meter = open_power_meter("jtop", interval_ms=20)
     energy = meter.measure(meter.read(), meter.read())
-    assert energy.joules is None and "not on PATH" in energy.why_not
+    assert energy.joules is None and "jtop: KeyError" in energy.why_not
+    assert fake_jtop.instances and not any(j.open for j in fake_jtop.instances)
+
+
+def test_auto_passes_over_a_tegrastats_without_power_rails(fake_tegrastats, fake_jtop, monkeypatch):
+    """The Nano's recorded line with its rails cut: what tegrastats prints when not run as root."""
+    line = recorded_line("nano_jetpack461.txt")
+    fake_tegrastats.write_text(line[:line.index(" POM_5V_IN")] + "\n")
+    monkeypatch.setenv("PATH", f"{fake_tegrastats.parent / 'bin'}{os.pathsep}{os.environ['PATH']}")
+    meter = open_power_meter("auto", interval_ms=20)
+    assert meter.source.startswith("jtop")  # the next source that gives power
+    assert "tegrastats: no power rails" in meter.passed_over[0]
+    assert not tegrastats_processes(fake_tegrastats) and not any(j.open for j in fake_jtop.instances)
+
+
+def test_auto_says_why_when_no_source_gives_power(fake_tegrastats, monkeypatch):
+    line = recorded_line("nano_jetpack461.txt")
+    fake_tegrastats.write_text(line[:line.index(" POM_5V_IN")] + "\n")
+    monkeypatch.setitem(sys.modules, "jtop", None)  # jetson-stats not installed
+    meter = open_power_meter("auto", interval_ms=20)
+    energy = meter.measure(meter.read(), meter.read())
+    assert energy.joules is None
+    assert "tegrastats: no power rails" in energy.why_not and "jtop: jtop not installed" in energy.why_not
 
 
 def test_integrate_power_refuses_an_interval_the_samples_do_not_cover():
@@ -183,23 +313,61 @@ def test_iteration_limited_plan_is_algorithm_1_stopped_after_n_iterations():
     assert same.widths == plan.widths and len(same.history) == 50
 
 
-def test_bench_device_writes_table6_records_with_the_device(tmp_path):
+def test_bench_device_writes_table6_records_with_the_device(tmp_path, fake_jtop):
+    """The real training and timing on this CPU, with power from a fake jtop (no Jetson here)."""
     store = tmp_path / "results.jsonl"
     records = run_device_benchmark(models=("alexnet",), modes=("FA",), dataset="fixture", train_size=20,
                                    test_size=10, width_multiplier=0.125, iterations=10, latency_runs=3,
-                                   power="none", store=store, litert=False, say=lambda *a: None)
+                                   power="jtop", interval_ms=20, store=store, litert=False, say=lambda *a: None)
     lines = [json.loads(line) for line in store.read_text().splitlines()]
     assert [r["mode"] for r in lines] == ["baseline", "flops"] == [r["mode"] for r in records]
     for record in lines:
         assert record["epoch_time_s"] > 0 and record["keras_latency_ms"] > 0
         assert record["images_per_epoch"] == 20 and record["batch_size"] == 5
         assert record["device"]["usable_cores"] >= 1 and record["device"]["gpus"] == []
-        assert record["energy_j"] is None and "switched off" in record["power_why_not"]
+        # one jtop connection for the whole benchmark, started once (it used to be started twice and crash)
+        assert record["mean_power_w"] == pytest.approx(4.2) and record["power_source"].startswith("jtop")
         assert record["litert_latency_ms"] is None and "switched off" in record["litert_why_not"]
         assert record["label"].startswith("not the paper's Table 6 protocol")
+        assert record["label"].endswith("(step p = 0.1: the paper gives none)")
     assert lines[1]["macs"] < lines[0]["macs"]  # planned on the full-size model
+    assert not any(j.open for j in fake_jtop.instances) and not polling_threads()
     table = table6(load_results(store))
     assert list(table["mode"]) == ["baseline", "flops"] and table["speed-up"].iloc[0] == 1.0
+
+
+def test_the_table6_label_states_the_step_and_does_not_call_it_the_papers():
+    paper = {"model": "alexnet", "dataset": "cifar100", "train_size": None, "width_multiplier": 1,
+             "epochs": 1, "batch_size": 5, "iterations": 50}
+    # the paper gives no step: any step follows its protocol, and the label says which one was used
+    for step in (0.1, 0.05):
+        assert table6_protocol_label({**paper, "step": step}) == (
+            "Table 6 protocol: 1 epoch at batch 5, pruned up to 50 iterations per mode "
+            f"(step p = {step:g}: the paper gives none)")
+    assert table6_protocol_label({**paper, "step": 0.1, "epochs": 2}).startswith(
+        "not the paper's Table 6 protocol: epochs 2 (step p = 0.1")
+
+
+def test_one_of_each_device_record_label_and_baseline_name():
+    """Device benchmarks use the results' BASELINE, one device_record, and a label with its own name."""
+    import importlib
+
+    from cdp_tutorial import edge, results
+    from cdp_tutorial.devices import bench
+
+    assert "BASELINE =" not in inspect.getsource(bench) and bench.BASELINE is results.BASELINE
+    assert not hasattr(bench, "protocol_label") and not hasattr(bench, "PAPER_SETTINGS")
+    assert not hasattr(edge, "device_record")
+    assert not hasattr(importlib.import_module("cdp_tutorial.edge.measure"), "device_record")
+
+
+def test_power_module_examples_run():
+    import doctest
+    import importlib
+
+    for name in ("cdp_tutorial.devices.power", "cdp_tutorial.devices.bench", "cdp_tutorial.devices.tegrastats"):
+        result = doctest.testmod(importlib.import_module(name))
+        assert result.attempted > 0 and result.failed == 0, name
 
 
 def test_bench_device_rejects_bad_settings_before_training():

@@ -11,10 +11,14 @@ source          what it reads                                               wher
 ``rapl``        the CPU package energy counter (:class:`cdp_tutorial.edge.RaplMeter`)  x86 Linux, if readable
 ==============  ==========================================================  ========================
 
-A meter is used as ``mark = meter.read()`` before and after the work, then
-``meter.measure(before, after)`` gives a :class:`Energy` with joules, mean watts and the source.
-When no source works, the meter is a :class:`NoPowerMeter` whose ``reason`` says why for each
-source tried, and every figure is ``None`` with that reason -- never a zero.
+Every meter keeps one contract (:class:`PowerMeter`): :func:`open_power_meter` returns it
+unstarted; ``with meter:`` starts it and always stops it, releasing its process, thread or
+connection; ``start`` and ``stop`` are idempotent. Inside, ``mark = meter.read()`` before and after
+the work, then ``meter.measure(before, after)`` gives an :class:`Energy` with joules, mean watts and
+the source. ``"auto"`` takes the first source that gives power: one that starts but has no power
+figure (a tegrastats without rails) is passed over too. When no source works, the meter is a
+:class:`NoPowerMeter` whose ``reason`` says why for each source tried, and every figure is ``None``
+with that reason -- never a zero.
 """
 
 from __future__ import annotations
@@ -46,15 +50,41 @@ class Energy:
 
 
 class PowerMeter:
-    """Base class: ``read()`` a mark, ``measure(a, b)`` the energy between two marks."""
+    """Base class of every power source: one start/stop contract.
+
+    A meter comes unstarted from :func:`open_power_meter`; ``with meter:`` (or :meth:`start`) opens
+    its sensor, and leaving the block (or :meth:`stop`) releases it -- processes, threads and
+    connections -- also when the block raised. Both are idempotent: starting a started meter or
+    stopping a stopped one does nothing, and a stopped meter can be started again. Inside, ``read()``
+    a mark before and after the work; ``measure(before, after)`` gives the :class:`Energy` between.
+
+    Subclasses implement ``_open()`` (acquire; on failure release what was acquired and raise),
+    ``_close()`` (release), ``read()`` and ``measure()``, and may override :meth:`no_power_reason`.
+    """
 
     source = "none"
 
+    def __init__(self):
+        self.started = False
+        #: Sources :func:`open_power_meter` tried before this one, each with why it was not used.
+        self.passed_over: list[str] = []
+
+    def _open(self) -> None:
+        pass
+
+    def _close(self) -> None:
+        pass
+
     def start(self):
+        if not self.started:
+            self._open()
+            self.started = True
         return self
 
     def stop(self) -> None:
-        pass
+        if self.started:
+            self.started = False
+            self._close()
 
     def __enter__(self):
         return self.start()
@@ -62,6 +92,10 @@ class PowerMeter:
     def __exit__(self, *exc):
         self.stop()
         return False
+
+    def no_power_reason(self) -> str | None:
+        """Why this started meter gives no power figure (None when it does)."""
+        return None
 
     def read(self):
         return time.monotonic()
@@ -74,6 +108,7 @@ class NoPowerMeter(PowerMeter):
     """No sensor: every measurement says why instead of reporting zero."""
 
     def __init__(self, reason: str):
+        super().__init__()
         self.reason = reason
 
     def measure(self, before, after) -> Energy:
@@ -86,17 +121,21 @@ class TegrastatsMeter(PowerMeter):
     source = "tegrastats"
 
     def __init__(self, interval_ms: int = 100, command: str = "tegrastats"):
+        super().__init__()
         self.sampler = TegrastatsSampler(interval_ms=interval_ms, command=command)
 
-    def start(self):
+    def _open(self) -> None:
         self.sampler.start()
         if not self.sampler.wait_for_samples(1, timeout_s=max(5.0, self.sampler.interval_ms / 100)):
             self.sampler.stop()
             raise RuntimeError(f"tegrastats printed nothing within a few intervals; errors: {self.sampler.errors[:2]}")
-        return self
 
-    def stop(self) -> None:
+    def _close(self) -> None:
         self.sampler.stop()
+
+    def no_power_reason(self) -> str | None:
+        last = self.sampler.samples[-1][1]
+        return None if last["input_mw"] is not None else last["input_source"]
 
     def measure(self, before, after) -> Energy:
         # the sample after the interval may still be on its way: wait up to two intervals for it
@@ -111,89 +150,162 @@ class TegrastatsMeter(PowerMeter):
 
 
 class PollingMeter(PowerMeter):
-    """Polls a ``watts()`` function in a thread and integrates it (jtop)."""
+    """Polls a power reading (watts) in a background thread and integrates it (jtop).
 
-    def __init__(self, watts, source: str, interval_s: float = 0.1, close=None):
-        self._watts, self.source, self.interval_s, self._close = watts, source, interval_s, close
-        self.times, self.milliwatts = [], []
+    Parameters
+    ----------
+    connect : callable
+        Opens the sensor; returns ``(read_watts, close)``: a function giving the power now, in W,
+        and one releasing the sensor. Called at every :meth:`start`.
+    source : str
+        What the figures are, for the record.
+    interval_s : float
+        Polling interval.
+    """
+
+    def __init__(self, connect, source: str, interval_s: float = 0.1):
+        super().__init__()
+        self._connect, self.source, self.interval_s = connect, source, interval_s
+        self.times, self.milliwatts, self.errors = [], [], []
+        self._thread, self._release = None, None
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._poll, daemon=True, name=f"{source}-poll")
 
-    def start(self):
+    def _open(self) -> None:
+        read_watts, self._release = self._connect()
+        try:
+            first = 1000.0 * float(read_watts())  # a sensor that cannot be read fails here, not in the thread
+        except BaseException:
+            self._close()
+            raise
+        self._read_watts = read_watts
+        self.times, self.milliwatts, self.errors = [time.monotonic()], [first], []
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._poll, daemon=True, name=f"{self.source}-poll")
         self._thread.start()
-        return self
 
     def _poll(self):
-        while not self._stop.is_set():
+        while not self._stop.wait(self.interval_s):
+            try:
+                watts = float(self._read_watts())
+            except Exception as error:  # noqa: BLE001 -- kept and reported; the interval then has no figure
+                self.errors.append(f"{type(error).__name__}: {error}")
+                return
             self.times.append(time.monotonic())
-            self.milliwatts.append(1000.0 * self._watts())
-            self._stop.wait(self.interval_s)
+            self.milliwatts.append(1000.0 * watts)
 
-    def stop(self) -> None:
+    def _close(self) -> None:
         self._stop.set()
-        self._thread.join(timeout=5)
-        if self._close:
-            self._close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+        release, self._release = self._release, None
+        if release is not None:
+            release()
+
+    def no_power_reason(self) -> str | None:
+        return None if self.milliwatts and self.milliwatts[0] > 0 else f"{self.source} reads 0 W"
 
     def measure(self, before, after) -> Energy:
         time.sleep(min(2 * self.interval_s, 1.0))  # let one sample land after the interval
         try:
             joules = integrate_power(list(self.times), list(self.milliwatts), before, after)
         except ValueError as error:
-            return Energy(None, None, self.source, str(error))
+            why = f"{error}; polling stopped: {self.errors[0]}" if self.errors else str(error)
+            return Energy(None, None, self.source, why)
         return Energy(joules, joules / (after - before), self.source)
 
 
 class CounterMeter(PowerMeter):
-    """An energy counter in joules (NVML, RAPL): a mark is ``(time, joules)``."""
+    """An energy counter in joules (NVML, RAPL): a mark is ``(time, joules)``.
 
-    def __init__(self, read_joules, source: str, wrap_j: float | None = None):
-        self._joules, self.source, self.wrap_j = read_joules, source, wrap_j
+    ``connect()`` opens the counter and returns ``(read_joules, close)``; called at every :meth:`start`.
+    """
+
+    def __init__(self, connect, source: str):
+        super().__init__()
+        self._connect, self.source = connect, source
+        self._joules = self._release = None
+
+    def _open(self) -> None:
+        self._joules, self._release = self._connect()
+
+    def _close(self) -> None:
+        release, self._release = self._release, None
+        if release is not None:
+            release()
 
     def read(self):
+        if not self.started:
+            raise RuntimeError(f"start the {self.source} meter before reading it (use it in a with block)")
         return time.monotonic(), self._joules()
 
     def measure(self, before, after) -> Energy:
         (t0, e0), (t1, e1) = before, after
         joules = e1 - e0
-        if joules < 0 and self.wrap_j:  # the counter wrapped around once
-            joules += self.wrap_j
         return Energy(joules, joules / (t1 - t0) if t1 > t0 else None, self.source)
 
 
 def _jtop_meter(interval_s):
     from jtop import jtop  # jetson-stats
 
-    jetson = jtop()
-    jetson.start()
-    return PollingMeter(lambda: jetson.power["tot"]["power"] / 1000.0, "jtop power['tot'] (board total)",
-                        interval_s, close=jetson.close)
+    def connect():
+        jetson = jtop()
+        jetson.start()
+        return (lambda: jetson.power["tot"]["power"] / 1000.0), jetson.close  # jtop reports mW
+
+    return PollingMeter(connect, "jtop power['tot'] (board total)", interval_s)
 
 
 def _nvml_meter():
     import pynvml
 
-    pynvml.nvmlInit()
-    handle = pynvml.nvmlDeviceGetHandleByIndex(0)
-    name = pynvml.nvmlDeviceGetName(handle)
-    pynvml.nvmlDeviceGetTotalEnergyConsumption(handle)  # raises NotSupported on Tegra and old GPUs
-    return CounterMeter(lambda: pynvml.nvmlDeviceGetTotalEnergyConsumption(handle) / 1000.0,
-                        f"NVML total energy counter of GPU 0 ({name}): the GPU board only")
+    def connect():
+        pynvml.nvmlInit()
+        try:
+            handle = pynvml.nvmlDeviceGetHandleByIndex(0)
+            pynvml.nvmlDeviceGetTotalEnergyConsumption(handle)  # raises NotSupported on Tegra and old GPUs
+        except BaseException:
+            pynvml.nvmlShutdown()
+            raise
+        # a 64-bit count of mJ since the driver loaded: it does not wrap in practice
+        return (lambda: pynvml.nvmlDeviceGetTotalEnergyConsumption(handle) / 1000.0), pynvml.nvmlShutdown
+
+    return CounterMeter(connect, "NVML total energy counter of GPU 0: the GPU board only")
 
 
 def _rapl_meter():
-    from cdp_tutorial.edge import RaplMeter  # the project's one RAPL reader
+    from cdp_tutorial.edge.energy import RaplMeter
 
-    since_start = RaplMeter()
-    if not since_start.available:
-        raise FileNotFoundError(since_start.note)
-    since_start.start()
-    # stop() returns the energy since start() and may be called again: marks are cumulative joules
-    return CounterMeter(since_start.stop, "RAPL CPU package energy (not the whole machine; other processes included)")
+    def connect():
+        rapl = RaplMeter()  # the project's one RAPL reader: package domains, each wrap at its own range
+        if not rapl.available:
+            raise FileNotFoundError(rapl.note)
+        rapl.start()
+        return rapl.read_joules, rapl.stop
+
+    return CounterMeter(connect, "RAPL CPU package energy (not the whole machine; other processes included)")
+
+
+def probe(meter: PowerMeter) -> str | None:
+    """Start ``meter``, see whether it gives power, stop it: None if it does, else why not.
+
+    Whatever the sensor does, the meter is stopped again (no process, thread or connection is left).
+    """
+    try:
+        with meter:
+            return meter.no_power_reason()
+    except ImportError as error:
+        return f"{error.name or error} not installed"
+    except Exception as error:  # noqa: BLE001 -- any failure of a sensor means "use the next one"
+        return f"{type(error).__name__}: {error}"
 
 
 def open_power_meter(source: str = "auto", *, interval_ms: int = 100) -> PowerMeter:
-    """The first power source that works here (or the one named), started.
+    """The first power source that gives power here (or the one named), unstarted.
+
+    Each candidate is tried -- started, checked for a power figure, stopped -- and ``"auto"`` falls
+    through to the next source when one cannot start *or* gives no power (a tegrastats without power
+    rails, as on a Jetson where it does not run as root).
 
     Parameters
     ----------
@@ -204,29 +316,40 @@ def open_power_meter(source: str = "auto", *, interval_ms: int = 100) -> PowerMe
     Returns
     -------
     PowerMeter
-        A started meter (use it in a ``with`` block, or call ``stop()``); a :class:`NoPowerMeter`
-        whose ``reason`` lists why each source was not used when none works. A named source that
-        fails gives a NoPowerMeter too, so a benchmark never stops for want of a sensor.
+        An unstarted meter: use it in a ``with`` block (or ``start()`` / ``stop()``). Its
+        ``passed_over`` lists the sources tried before it and why each was not used. When none
+        works, a :class:`NoPowerMeter` whose ``reason`` says why for each source; a named source
+        that fails gives a NoPowerMeter too, so a benchmark never stops for want of a sensor.
+
+    Examples
+    --------
+    >>> with open_power_meter("none") as meter:
+    ...     energy = meter.measure(meter.read(), meter.read())
+    >>> energy.joules is None, energy.why_not
+    (True, 'power measurement switched off (--power none)')
     """
     check_choice(source, "source", SOURCES)
     if source == "none":
         return NoPowerMeter("power measurement switched off (--power none)")
-    tries = {
+    makers = {
         "tegrastats": lambda: TegrastatsMeter(interval_ms) if shutil.which("tegrastats") else None,
         "jtop": lambda: _jtop_meter(interval_ms / 1000),
         "nvml": _nvml_meter,
         "rapl": _rapl_meter,
     }
     why = []
-    for name in (tries if source == "auto" else [source]):
+    for name in (makers if source == "auto" else [source]):
         try:
-            meter = tries[name]()
-            if meter is None:
-                why.append(f"{name}: not on PATH (not a Jetson)")
-                continue
-            return meter.start()
+            meter = makers[name]()
         except ImportError as error:
             why.append(f"{name}: {error.name or error} not installed")
-        except Exception as error:  # noqa: BLE001 -- any failure of a sensor means "use the next one"
-            why.append(f"{name}: {type(error).__name__}: {error}")
-    return NoPowerMeter("no power sensor readable here -- " + "; ".join(why))
+            continue
+        if meter is None:
+            why.append(f"{name}: not on PATH (not a Jetson)")
+            continue
+        reason = probe(meter)
+        if reason is None:
+            meter.passed_over = why
+            return meter
+        why.append(f"{name}: {reason}")
+    return NoPowerMeter("no power sensor gives power here -- " + "; ".join(why))
