@@ -36,7 +36,9 @@ INPUT_RAILS = ("VDD_IN", "POM_5V_IN")
 
 _TIMESTAMP = re.compile(r"^\s*(\d{2}-\d{2}-\d{4} \d{2}:\d{2}:\d{2})\s+")
 _RAM = re.compile(r"\bRAM (\d+)/(\d+)MB\b")
+_ANY_RAM = re.compile(r"RAM \d+/\d+MB")  # also inside a glued "...406RAM 1923/3964MB": two lines in one
 _CPU = re.compile(r"\bCPU \[([^\]]*)\]")
+_CPU_OPEN = re.compile(r"\bCPU \[")
 _GPU = re.compile(r"\bGR3D(?:_FREQ)? (\d+)%")
 # "NAME now/avg", every figure optionally suffixed mW, a third figure on some releases; the
 # lookahead (whitespace or end) rejects "RAM 1923/3964MB" and "IRAM 0/252kB".
@@ -66,8 +68,10 @@ def parse_tegrastats(line: str) -> dict:
     Raises
     ------
     ValueError
-        If the line is not tegrastats output (no ``RAM used/totalMB``), or names a rail whose
-        figures cannot be read. The message quotes the line.
+        If the text is not one tegrastats line: no ``RAM used/totalMB``, two lines in one string, a
+        rail printed twice or without readable figures, a cut-off ``CPU [`` block, or an impossible
+        value (RAM used above its total, a core or the GPU above 100 %). The message says what was
+        wrong and quotes the line.
 
     Examples
     --------
@@ -79,13 +83,24 @@ def parse_tegrastats(line: str) -> dict:
     if not isinstance(line, str):
         raise TypeError(f"parse_tegrastats expects one line of text, got {type(line).__name__}")
     text = line.strip()
+    if "\n" in text or "\r" in text or len(_ANY_RAM.findall(text)) > 1:
+        raise ValueError(f"tegrastats output holds {max(len(text.splitlines()), len(_ANY_RAM.findall(text)))} "
+                         f"lines, not one (two 'RAM used/totalMB' fields or a line break): parse each line "
+                         f"on its own: {line!r}")
     stamp = _TIMESTAMP.match(text)
     ram = _RAM.search(text)
     if ram is None:
         raise ValueError(f"not a tegrastats line (no 'RAM used/totalMB' field): {line!r}")
+    ram_used, ram_total = int(ram.group(1)), int(ram.group(2))
+    if ram_total == 0 or ram_used > ram_total:
+        raise ValueError(f"tegrastats RAM {ram_used}/{ram_total}MB is impossible (used must be at most "
+                         f"the total, and the total above 0): {line!r}")
 
     rails = {}
     for name, now, average, extra in _RAIL.findall(text):
+        if name in rails:
+            raise ValueError(f"tegrastats rail {name} appears twice in one line (each rail is printed "
+                             f"once): {line!r}")
         rails[name] = {"now_mw": float(now), "average_mw": float(average),
                        "extra_mw": float(extra) if extra else None}
     unreadable = [n for n in _RAIL_NAME.findall(text) if n not in rails]
@@ -94,17 +109,19 @@ def parse_tegrastats(line: str) -> dict:
                          f"(expected e.g. 'VDD_IN 5316/5290' or 'VDD_IN 5316mW/5290mW'): {line!r}")
 
     input_mw, input_average_mw, source = _input_power(rails)
-    cores = _cpu_loads(_CPU.search(text), line)
+    cores = _cpu_loads(text, line)
     on = [c for c in cores if c is not None]
     gpu = _GPU.search(text)
+    if gpu and int(gpu.group(1)) > 100:
+        raise ValueError(f"tegrastats GPU load {gpu.group(1)}% is above 100%: {line!r}")
     return {
         "timestamp": stamp.group(1) if stamp else None,
         "rails": rails,
         "input_mw": input_mw,
         "input_average_mw": input_average_mw,
         "input_source": source,
-        "ram_used_mb": int(ram.group(1)),
-        "ram_total_mb": int(ram.group(2)),
+        "ram_used_mb": ram_used,
+        "ram_total_mb": ram_total,
         "cpu_percent": cores,
         "cpu_mean_percent": float(np.mean(on)) if on else None,
         "gpu_percent": float(gpu.group(1)) if gpu else None,
@@ -123,9 +140,14 @@ def _input_power(rails: dict):
             "sum of rails " + "+".join(names) + " (no input rail printed: excludes what no rail measures)")
 
 
-def _cpu_loads(match, line) -> list:
+def _cpu_loads(text, line) -> list:
+    match = _CPU.search(text)
     if match is None:
+        if _CPU_OPEN.search(text):
+            raise ValueError(f"tegrastats CPU block is cut off (no closing ']'): {line!r}")
         return []
+    if not match.group(1).strip():
+        raise ValueError(f"tegrastats CPU block lists no core ('CPU []'; expected e.g. 'CPU [5%@1224,off]'): {line!r}")
     cores = []
     for entry in match.group(1).split(","):
         entry = entry.strip()
@@ -135,6 +157,8 @@ def _cpu_loads(match, line) -> list:
         load = re.match(r"(\d+)%", entry)
         if load is None:
             raise ValueError(f"tegrastats CPU entry {entry!r} is neither 'N%@MHz' nor 'off': {line!r}")
+        if int(load.group(1)) > 100:
+            raise ValueError(f"tegrastats CPU entry {entry!r}: a core's load is at most 100%: {line!r}")
         cores.append(float(load.group(1)))
     return cores
 
@@ -145,15 +169,43 @@ def integrate_power(times_s, power_mw, start: float, end: float) -> float:
     Power between two samples is interpolated linearly; the samples must cover the interval
     (one at or before ``start``, one at or after ``end``), otherwise the energy is not known.
 
+    Parameters
+    ----------
+    times_s : sequence of float
+        Sample times in seconds, in increasing order.
+    power_mw : sequence of float
+        Power at each time, in milliwatts (finite: a missing sample is left out, not NaN).
+    start, end : float
+        The interval, in the same clock as ``times_s``.
+
     Raises
     ------
     ValueError
-        If ``end <= start`` or the samples do not cover the interval.
+        If ``end <= start``, the two sequences differ in length, a value is NaN or infinite, the
+        times do not increase, or the samples do not cover the interval.
+
+    Examples
+    --------
+    >>> integrate_power([0, 1, 2], [1000, 3000, 1000], 0, 2)  # 2 W on average for 2 s
+    4.0
     """
     t = np.asarray(times_s, dtype=float)
     p = np.asarray(power_mw, dtype=float)
     if end <= start:
         raise ValueError(f"the interval must have end > start, got [{start}, {end}]")
+    if t.shape != p.shape or t.ndim != 1:
+        raise ValueError(f"times_s and power_mw must be two flat sequences of one length, got "
+                         f"shapes {t.shape} and {p.shape}")
+    for values, name in ((t, "times_s"), (p, "power_mw")):
+        bad = np.flatnonzero(~np.isfinite(values))
+        if bad.size:
+            raise ValueError(f"{name}[{bad[0]}] is {values[bad[0]]}: every sample must be a finite number "
+                             f"(leave a missing sample out instead); {bad.size} such value(s)")
+    backwards = np.flatnonzero(np.diff(t) <= 0)
+    if backwards.size:
+        i = backwards[0]
+        raise ValueError(f"times_s must increase: sample {i + 1} (t = {t[i + 1]}) does not come after "
+                         f"sample {i} (t = {t[i]}); sort the samples by time and drop repeated times")
     if t.size < 2 or t[0] > start or t[-1] < end:
         raise ValueError(f"power samples cover [{t[0] if t.size else None}, {t[-1] if t.size else None}] s, "
                          f"not the measured interval [{start:.3f}, {end:.3f}] s: sample more often "
