@@ -105,6 +105,25 @@ def test_search_needs_a_cost_for_every_dimension():
         ec.search_compound("alexnet", 1e8, costs(0, 0, 0).iloc[:2], depths=[0], resolutions=(32,))
 
 
+def test_search_refuses_a_negative_cost():
+    # A negative cost would make the linear model shrink that dimension as far as the grid goes.
+    with pytest.raises(ValueError, match=r"the depth cost .* must be ≥ 0, got -0.2"):
+        ec.search_compound("alexnet", 1e8, costs(-0.2, 0, 0), depths=[0], resolutions=(32,))
+
+
+def test_search_spreads_the_saving_over_dimensions_it_cannot_tell_apart():
+    budget = 0.4 * cdp.profile(cdp.models.alexnet()).totals.macs
+    search = ec.search_compound("alexnet", budget, costs(0.0, 0.0, 1.0), depths=[0, 1, 2], resolutions=(32, 24),
+                                width_method="uniform")
+    table = search.candidates
+    tied = table[table.predicted_loss == table.predicted_loss.min()]
+    assert set(tied.resolution) == {32} and len(tied) == 3  # depth and width cost nothing: a three-way tie
+    chosen = tied[(tied.depth == search.chosen.depth) & (tied.resolution == search.chosen.resolution)].iloc[0]
+    assert chosen.largest_share == tied.largest_share.min()  # the most even split of the saving wins
+    # Dropping both blocks splits 0.92 e-folds as 0.66 depth + 0.26 width; keeping them puts all 0.92 on width.
+    assert (search.chosen.depth, search.chosen.resolution) == (2, 32)
+
+
 def test_measure_contributions_trains_one_probe_per_dimension():
     _, validation = ec.holdout_validation(load_dataset("fixture", train_size=200, test_size=20), 60)
     probes = ec.measure_contributions("alexnet", validation, depth=1, width=0.5, resolution=24, epochs=1,
@@ -113,8 +132,13 @@ def test_measure_contributions_trains_one_probe_per_dimension():
     assert list(table.index) == ["none", "depth", "width", "resolution"]
     assert (table.macs.iloc[1:] < table.macs["none"]).all() and (table.log_macs_saved.iloc[1:] > 0).all()
     assert table.accuracy.between(0, 1).all()
-    # A shrunk probe that lost accuracy has a positive cost, one that gained a negative cost.
-    assert (np.sign(table.cost.iloc[1:]) == np.sign(table.accuracy_lost.iloc[1:])).all()
+    # The cost is the accuracy lost per e-fold of MACs saved; a probe that gained costs 0 (clipped),
+    # and the table keeps the raw change with its paired standard error over the validation images.
+    expected = np.maximum(table.accuracy_lost, 0) / table.log_macs_saved.where(table.log_macs_saved > 0, np.inf)
+    np.testing.assert_allclose(table.cost, expected)
+    assert (table.cost >= 0).all()
+    assert table.accuracy_lost_se["none"] == 0 and (table.accuracy_lost_se.iloc[1:] >= 0).all()
+    assert (table.accuracy_lost_se.iloc[1:] <= 1 / np.sqrt(60)).all()  # |per-image difference| <= 1
     assert probes.models["resolution"].input.shape == (None, 24, 24, 3)
     assert "conv4" not in {layer.name for layer in probes.models["depth"].layers}
     search = ec.search_compound("alexnet", 0.5 * table.macs["none"], probes, resolutions=(32, 24))
@@ -200,7 +224,11 @@ def test_running_the_cascade_agrees_with_simulating_it(split, model_pair):
         simulated = ec.simulate_cascade(probabilities, fit.y_test, macs, threshold)
         assert np.mean(labels == fit.y_test) == pytest.approx(simulated.accuracy)
         assert tuple(np.bincount(stage, minlength=2) / len(stage)) == pytest.approx(simulated.exit_fractions)
-    assert 0 < cascade.measure_latency(fit.x_test[:3], median_margin, warmup=1) < 5
+    latency = cascade.measure_latency(fit.x_test[:6], median_margin, warmup=1)
+    assert latency.n == 6 and latency.warmup == 1  # every image timed, one by one, by edge.time_calls
+    assert 0 < latency.q25_ms <= latency.median_ms <= latency.q75_ms < 5000
+    with pytest.raises(ValueError, match="warmup must be an integer ≥ 1"):
+        cascade.measure_latency(fit.x_test[:2], 0.5, warmup=0)
 
 
 def test_cascade_refuses_models_that_disagree(split, model_pair):
@@ -253,3 +281,83 @@ def test_grad_cam_and_a_predictor_trained_on_its_boxes(split, model_pair):
         ec.grad_cam(model, fit.x_test[:2].astype(np.float32), "relu99")
     with pytest.raises(ValueError, match="Grad-CAM needs a conv feature map"):
         ec.grad_cam(model, fit.x_test[:2].astype(np.float32), "fc1")
+
+
+def probabilities_model(kernel_scale: float, activation: str = "softmax", name: str = "head") -> keras.Model:
+    """A tiny real classifier on 8x8 images: flatten, a Dense with fixed weights (10 classes)."""
+    inputs = keras.Input((8, 8, 3), name="image")
+    x = keras.layers.Flatten()(inputs)
+    dense = keras.layers.Dense(10, activation=activation, name="predictions")
+    model = keras.Model(inputs, dense(x), name=name)
+    rng = np.random.default_rng(0)
+    dense.set_weights([kernel_scale * rng.normal(size=(192, 10)).astype(np.float32), np.zeros(10, np.float32)])
+    return model
+
+
+def test_a_saturated_softmax_exits_even_at_threshold_one():
+    images = np.random.default_rng(1).integers(0, 256, (5, 8, 8, 3), dtype=np.uint8)
+    certain = probabilities_model(1e4, name="certain")  # float32 softmax saturates: top-1 is exactly 1.0
+    other = probabilities_model(1e-3, name="other")
+    cascade = ec.Cascade([certain, other], [1, 2], (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
+    probabilities = ec.predict_probabilities(certain, ec.normalise(images, cascade.mean, cascade.std))
+    assert (ec.softmax_margin(probabilities) == 1.0).all()
+    _, stage = cascade.predict(images, 1.0)
+    assert (stage == 0).all()  # documented: threshold 1 does not run every model on such images
+
+
+def test_the_cascade_converts_logits_and_refuses_other_outputs(split):
+    images = np.random.default_rng(2).integers(0, 256, (20, 8, 8, 3), dtype=np.uint8)
+    mean, std = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
+    softmax_model, logits_model = probabilities_model(0.05), probabilities_model(0.05, activation="linear")
+    wide = probabilities_model(0.2, name="wide")
+    assert ec.output_activation(softmax_model) == "softmax" and ec.output_activation(logits_model) == "linear"
+    x = ec.normalise(images, mean, std)
+    np.testing.assert_allclose(ec.predict_probabilities(logits_model, x), ec.predict_probabilities(softmax_model, x),
+                               atol=1e-6)
+    threshold = float(np.median(ec.softmax_margin(ec.predict_probabilities(softmax_model, x))))
+    with_softmax = ec.Cascade([softmax_model, wide], [1, 2], mean, std).predict(images, threshold)
+    with_logits = ec.Cascade([logits_model, wide], [1, 2], mean, std).predict(images, threshold)
+    np.testing.assert_array_equal(with_softmax[1], with_logits[1])  # the same exits: margins of probabilities
+    sigmoid = probabilities_model(0.05, activation="sigmoid", name="sigmoid_head")
+    with pytest.raises(ValueError, match=r"stage 0 \(sigmoid_head\) ends in 'sigmoid'"):
+        ec.Cascade([sigmoid, wide], [1, 2], mean, std)
+    with pytest.raises(ValueError, match="class probabilities need a softmax output or linear logits"):
+        ec.predict_probabilities(sigmoid, x)
+    with pytest.raises(ValueError, match=r"probabilities\[0\] are not class probabilities"):
+        ec.simulate_cascade([ec.model_outputs(logits_model, x), ec.predict_probabilities(wide, x)],
+                            np.zeros(20, int), [1, 2], 0.5)
+
+
+def test_grad_cam_differentiates_the_score_before_the_softmax(split, model_pair):
+    fit, _ = split
+    model, _ = model_pair[1]
+    x = ec.normalise(fit.x_test[:16], fit.mean, fit.std)
+    head = model.get_layer("predictions")
+    probe = keras.Model(model.inputs, [model.get_layer("relu7").output, head.input])
+
+    def reference(score_of):  # Grad-CAM by hand, for one way of scoring the predicted class
+        import tensorflow as tf
+        with tf.GradientTape() as tape:
+            features, hidden = probe(tf.constant(x), training=False)
+            scores = score_of(tf.matmul(hidden, head.kernel) + head.bias)
+            chosen = tf.gather(scores, tf.argmax(scores, axis=1), axis=1, batch_dims=1)
+        weights = tf.reduce_mean(tape.gradient(chosen, features), axis=(1, 2), keepdims=True)
+        cams = tf.nn.relu(tf.reduce_sum(weights * features, axis=-1)).numpy()
+        low, high = cams.min(axis=(1, 2), keepdims=True), cams.max(axis=(1, 2), keepdims=True)
+        return (cams - low) / np.where(high > low, high - low, 1)
+
+    cams = ec.grad_cam(model, x, "relu7")
+    np.testing.assert_allclose(cams, reference(lambda logits: logits), atol=1e-4)
+    # Differentiating the probability instead gives other maps: the test tells the two apart.
+    assert not np.allclose(cams, reference(keras.ops.softmax), atol=1e-2)
+    logits_only = probabilities_model(0.05, activation="linear")
+    with pytest.raises(ValueError, match="does not end in a softmax"):
+        ec.grad_cam(logits_only, np.zeros((1, 8, 8, 3), np.float32), "image")
+
+
+@pytest.mark.parametrize("threshold", [1.0, 1.5, -0.1])
+def test_cam_boxes_threshold_must_leave_something_salient(threshold):
+    cam = np.zeros((1, 8, 8), np.float32)
+    cam[0, 2:4, 2:4] = 1.0
+    with pytest.raises(ValueError, match=r"threshold \(share of each map's range\) must be ≥ 0 and < 1"):
+        ec.cam_boxes(cam, 32, threshold=threshold)

@@ -12,10 +12,16 @@ stage decides everything that reaches it). An input that exits at stage :math:`j
 .. math:: \bar M(\tau) = \sum_j f_j(\tau) \sum_{i \le j} M_i,
 
 with :math:`f_j` the fraction of inputs that exit at stage :math:`j`. :math:`\tau = 0` is the first
-model alone, :math:`\tau = 1` runs every model on every input and keeps the last one's answer.
-EdgeCompress cascades its own compressed ResNets this way (its ``DynamicInfer``, which also adds the
-stages' logits; here each stage's answer stands alone); cascading complexity-driven pruned models is
-this tutorial's extension.
+model alone. :math:`\tau = 1` sends on every input whose margin is below 1, which is *almost*
+every input: a softmax saturated in float32 (top probability rounded to exactly 1.0) has margin
+exactly 1.0 and still exits at its stage. The margin is a difference of probabilities, so every
+stage must output class probabilities: models ending in logits are converted with a softmax, any
+other output is refused.
+
+EdgeCompress's abstract describes cascading models of different complexity from its compression
+framework and choosing per input image; its public code (github.com/ntuliuteam/edge-compress,
+``core/dynamic.py``) uses this top-1 minus top-2 margin and also adds the stages' logits; here each
+stage's answer stands alone. Cascading complexity-driven pruned models is this tutorial's extension.
 
 Curves and thresholds are computed from every model's probabilities on a fixed image set
 (:func:`simulate_cascade`, :func:`cascade_curve`, :func:`choose_threshold`: numpy only, instant);
@@ -24,7 +30,6 @@ Curves and thresholds are computed from every model's probabilities on a fixed i
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -33,8 +38,9 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from cdp_tutorial.checks import check_int, check_number
-from cdp_tutorial.edgecompress.images import model_outputs, normalise
+from cdp_tutorial.checks import check_number
+from cdp_tutorial.edge.measure import LatencyStats, check_warmup, time_calls
+from cdp_tutorial.edgecompress.images import normalise, output_activation, predict_probabilities, softmax
 
 __all__ = ["Cascade", "CascadeOutcome", "cascade_curve", "choose_threshold", "expected_latency", "simulate_cascade",
            "softmax_margin"]
@@ -53,6 +59,9 @@ def softmax_margin(probabilities) -> np.ndarray:
         raise ValueError(f"probabilities must have shape (images, classes >= 2), got {p.shape}")
     top2 = np.sort(p, axis=1)[:, -2:]
     return top2[:, 1] - top2[:, 0]
+
+
+PROBABILITY_TOLERANCE = 1e-3  # float32 softmax rows sum to 1 within ~1e-6; logits miss by far more
 
 
 def check_threshold(threshold) -> float:
@@ -94,6 +103,12 @@ def _check_stages(probabilities, labels, macs):
     if len(shapes) != 1 or arrays[0].ndim != 2:
         raise ValueError(f"the cascade's models disagree: each must give (images, classes) probabilities for "
                          f"the same images and classes, got shapes {[a.shape for a in arrays]}")
+    for i, a in enumerate(arrays):
+        if a.size and (a.min() < 0 or a.max() > 1 or np.abs(a.sum(axis=1) - 1).max() > PROBABILITY_TOLERANCE):
+            raise ValueError(f"probabilities[{i}] are not class probabilities (each row in [0, 1], summing to "
+                             f"1): rows sum to {a.sum(axis=1).min():.3g}..{a.sum(axis=1).max():.3g}, values "
+                             f"{a.min():.3g}..{a.max():.3g}; pass softmax outputs (logits: apply a softmax, "
+                             "e.g. with predict_probabilities)")
     labels = np.asarray(labels)
     if labels.shape != (arrays[0].shape[0],):
         raise ValueError(f"labels must have one entry per image ({arrays[0].shape[0]}), got shape {labels.shape}")
@@ -109,12 +124,14 @@ def simulate_cascade(probabilities, labels, macs, threshold) -> CascadeOutcome:
     Parameters
     ----------
     probabilities : list of array, shape (images, classes)
-        Every model's softmax output on the same images, cheapest model first.
+        Every model's class probabilities (softmax outputs) on the same images, cheapest model
+        first; logits are refused.
     labels : array of int, shape (images,)
     macs : list of number
         Every model's MACs per image.
     threshold : float
-        Margin in [0, 1] a stage needs to decide an image.
+        Margin in [0, 1] a stage needs to decide an image (at 1, only images a stage is certain of
+        to float32 precision exit there).
 
     Returns
     -------
@@ -123,7 +140,8 @@ def simulate_cascade(probabilities, labels, macs, threshold) -> CascadeOutcome:
     Raises
     ------
     ValueError
-        Models with different numbers of images or classes, a threshold outside [0, 1], bad macs.
+        Models with different numbers of images or classes, rows that are not probabilities, a
+        threshold outside [0, 1], bad macs.
 
     Examples
     --------
@@ -216,7 +234,9 @@ class Cascade:
     Parameters
     ----------
     models : sequence of keras.Model
-        Cheapest first; all with the same input shape and the same number of classes.
+        Cheapest first; all with the same input shape and the same number of classes, each ending
+        in a softmax or in linear logits (converted with a softmax: the margin compares
+        probabilities).
     macs : sequence of number
         MACs per image of each model (e.g. ``cdp_tutorial.profile(model).totals.macs``).
     mean, std : sequence of float
@@ -225,7 +245,14 @@ class Cascade:
     Raises
     ------
     ValueError
-        Fewer than one model, models that disagree on input shape or classes, bad ``macs``.
+        Fewer than one model, models that disagree on input shape or classes, a model whose output
+        is neither a softmax nor logits, bad ``macs``.
+
+    Notes
+    -----
+    A stage decides an image when its margin is at least the threshold. At threshold 1 every
+    image goes on to the last stage *unless* a stage is certain of it in float32 (margin exactly
+    1.0): threshold 1 is not "every model on every image".
     """
 
     def __init__(self, models, macs, mean, std):
@@ -239,6 +266,10 @@ class Cascade:
                              "take the same images")
         if len(set(classes)) != 1:
             raise ValueError(f"the cascade's models disagree on classes: {classes} outputs")
+        for i, model in enumerate(models):
+            if output_activation(model) not in ("softmax", "linear"):
+                raise ValueError(f"stage {i} ({model.name}) ends in {output_activation(model)!r}: a cascade "
+                                 "stage must output a softmax or linear logits")
         if len(macs) != len(models):
             raise ValueError(f"macs must have one entry per model ({len(models)}), got {len(macs)}")
         self.models = models
@@ -269,7 +300,7 @@ class Cascade:
         for i, model in enumerate(self.models):
             if undecided.size == 0:
                 break
-            p = model_outputs(model, x[undecided])
+            p = predict_probabilities(model, x[undecided])
             last = i == len(self.models) - 1
             decide = np.ones(len(undecided), dtype=bool) if last else softmax_margin(p) >= threshold
             labels[undecided[decide]] = p[decide].argmax(axis=1)
@@ -277,30 +308,38 @@ class Cascade:
             undecided = undecided[~decide]
         return labels, stage
 
-    def measure_latency(self, images, threshold, *, warmup: int = 5) -> float:
-        """Mean wall time per image of the cascade at batch size 1 (Keras on this machine's CPU), in s.
+    def measure_latency(self, images, threshold, *, warmup: int = 5) -> LatencyStats:
+        """Batch-1 latency of the cascade, image by image, timed by the package's one timer.
 
         Each image runs through the stages one call at a time, as on a device serving single
-        requests, each model as one compiled TensorFlow graph; the first ``warmup`` images are run
-        once before timing (graph tracing).
+        requests, each model as one compiled TensorFlow graph, and stops at the stage that decides
+        it. :func:`cdp_tutorial.edge.time_calls` times every image, after ``warmup`` untimed ones
+        (and one untimed call of every stage, so no stage is traced inside the timing). To time a
+        model alone *the same way*, time a one-stage cascade of it on the same images.
+
+        Returns
+        -------
+        cdp_tutorial.edge.LatencyStats
+            Per-image latencies (ms) with their median and interquartile range.
+
+        Raises
+        ------
+        ValueError
+            A threshold outside [0, 1], ``warmup`` below 1, images of the wrong shape.
         """
         threshold = check_threshold(threshold)
-        warmup = check_int(warmup, "warmup", minimum=0)
+        warmup = check_warmup(warmup)
         x = self._prepare(images)
-        calls = [tf.constant(x[i:i + 1]) for i in range(len(x))]
         graphs = [tf.function(lambda one, model=model: model(one, training=False)) for model in self.models]
+        logits = [output_activation(model) == "linear" for model in self.models]
+        last = len(self.models) - 1
 
         def run(one):
             for i, graph in enumerate(graphs):
                 p = graph(one).numpy()
-                if i == len(self.models) - 1 or softmax_margin(p)[0] >= threshold:
-                    return
+                if i == last or softmax_margin(softmax(p) if logits[i] else p)[0] >= threshold:
+                    return p
 
         for graph in graphs:  # trace every stage, even one the warm-up images never reach
-            graph(calls[0])
-        for one in calls[:warmup]:
-            run(one)
-        start = time.perf_counter()
-        for one in calls:
-            run(one)
-        return (time.perf_counter() - start) / len(calls)
+            graph(x[:1])
+        return time_calls(run, [x[i:i + 1] for i in range(len(x))], warmup=warmup)

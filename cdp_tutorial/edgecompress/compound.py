@@ -9,10 +9,11 @@ ours, written to be cheap enough for a notebook:
    each one's validation accuracy :math:`a_d` and MACs :math:`M_d`. A dimension's *cost* is the
    accuracy it loses per e-fold of computation it saves,
 
-   .. math:: c_d = \frac{a_0 - a_d}{\ln(M_0 / M_d)}.
+   .. math:: c_d = \frac{\max(a_0 - a_d,\ 0)}{\ln(M_0 / M_d)}.
 
-   A probe that *gained* accuracy gets a negative cost, and the search then shrinks that dimension
-   first (short trainings favour smaller networks; the grid bounds how far this extrapolates).
+   A probe that *gained* accuracy is clipped to cost 0: a first-order model cannot credit shrinking
+   with making a network better (at small scale such gains are training noise or a smaller network
+   learning faster), only with costing nothing measurable. The table keeps the raw change.
 
 2. **Search** (:func:`search_compound`): for every depth ``k`` and resolution ``r`` on a grid, the
    width that meets the budget :math:`B` follows (Algorithm 1 or uniform scaling on shapes, no
@@ -22,7 +23,12 @@ ours, written to be cheap enough for a notebook:
              + c_\text{width} \ln\frac{M(k, r)}{B}.
 
    The candidate with the smallest :math:`\hat L` wins (a first-order model: each dimension's cost
-   is assumed constant along it and independent of the others).
+   is assumed constant along it and independent of the others). Candidates that tie (dimensions
+   whose cost is 0 are interchangeable) go to the one that spreads the saving most evenly, the
+   smallest largest share: when the probes cannot tell dimensions apart, balance them, as
+   EfficientNet's compound scaling does (Tan & Le, ICML 2019, Sec. 3.3). A linear model puts the
+   whole saving on the cheapest dimension, so search each dimension's whole range (e.g. every
+   second depth and 32/24/16 px): a choice at the grid's edge is then the architecture's limit.
 
 Cost: ``1 + 3`` proxy trainings of ``epochs`` each (trained as long as the final models, the probes
 *are* final models: the unshrunk probe is the baseline), plus ``len(depths) x len(resolutions)`` model
@@ -36,11 +42,12 @@ import math
 from dataclasses import dataclass, field
 
 import keras
+import numpy as np
 import pandas as pd
 
 from cdp_tutorial.checks import check_choice, check_int, check_number, check_seed
 from cdp_tutorial.complexity import profile
-from cdp_tutorial.edgecompress.images import at_resolution
+from cdp_tutorial.edgecompress.images import at_resolution, class_probabilities
 from cdp_tutorial.models import build_model, droppable_blocks
 from cdp_tutorial.pruning import plan_pruning, plan_uniform
 from cdp_tutorial.training import train
@@ -49,6 +56,7 @@ __all__ = ["CompoundConfig", "CompoundSearch", "DIMENSIONS", "Probes", "compound
            "search_compound", "train_config"]
 
 DIMENSIONS = ("depth", "width", "resolution")
+TIE_TOLERANCE = 1e-9  # predicted losses closer than this are a tie (float round-off)
 WIDTH_METHODS = ("cdp", "uniform")
 
 
@@ -110,7 +118,7 @@ class CompoundSearch:
     chosen : CompoundConfig
     candidates : pandas.DataFrame
         One row per (depth, resolution): ``depth, resolution, macs_at_full_width, feasible,
-        depth_share, resolution_share, width_share, predicted_loss``.
+        depth_share, resolution_share, width_share, largest_share, predicted_loss``.
     costs : dict
         ``{dimension: accuracy lost per e-fold of MACs}`` from the probe.
     """
@@ -255,9 +263,10 @@ def measure_contributions(model: str, validation, *, depth: int = 3, width: floa
     Probes
         ``.table`` has one row per probe: ``dimension`` (``"none"`` for the unshrunk model),
         ``setting``, ``macs`` (full size), ``accuracy`` (validation), ``log_macs_saved``
-        :math:`\ln(M_0/M_d)`, ``accuracy_lost`` :math:`a_0 - a_d` and ``cost``
-        :math:`(a_0 - a_d)/\ln(M_0/M_d)` (negative when shrinking gained accuracy); ``.models`` the
-        trained probes.
+        :math:`\ln(M_0/M_d)`, ``accuracy_lost`` :math:`a_0 - a_d` (negative when shrinking gained
+        accuracy), ``accuracy_lost_se`` (its paired standard error over the validation images:
+        how far image sampling alone moves it; a second seed would show training noise too) and
+        ``cost`` :math:`\max(a_0 - a_d, 0)/\ln(M_0/M_d)`; ``.models`` the trained probes.
     """
     check_number(width, "width", minimum=0, maximum=1, include_minimum=False, include_maximum=False)
     shapes = {"none": ("unshrunk", compound_config(model, num_classes=validation.num_classes)),
@@ -266,17 +275,22 @@ def measure_contributions(model: str, validation, *, depth: int = 3, width: floa
                                                        num_classes=validation.num_classes)),
               "resolution": (f"{resolution} px", compound_config(model, resolution=resolution,
                                                                  num_classes=validation.num_classes))}
-    rows, models = [], {}
+    rows, models, correct = [], {}, {}
     for dimension, (setting, config) in shapes.items():
         models[dimension], result = train_config(config, validation, train_width=train_width, epochs=epochs,
                                                  recipe=recipe, batch_size=batch_size, seed=seed)
+        probabilities = class_probabilities(models[dimension], at_resolution(validation, config.resolution))
+        correct[dimension] = probabilities.argmax(axis=1) == validation.y_test
         rows.append({"dimension": dimension, "setting": setting, "macs": config.macs,
-                     "accuracy": result.test_accuracy})
+                     "accuracy": float(correct[dimension].mean())})
     table = pd.DataFrame(rows)
     base = table.iloc[0]
     table["log_macs_saved"] = [math.log(base.macs / m) for m in table.macs]
     table["accuracy_lost"] = base.accuracy - table.accuracy
-    table["cost"] = [lost / saved if saved > 0 else 0.0
+    # paired: the same images, so per-image differences (1, 0 or -1) carry the sampling noise
+    table["accuracy_lost_se"] = [float(np.std(correct["none"].astype(int) - correct[d].astype(int), ddof=1)
+                                       / math.sqrt(len(correct[d]))) for d in table.dimension]
+    table["cost"] = [max(lost, 0.0) / saved if saved > 0 else 0.0
                      for lost, saved in zip(table.accuracy_lost, table.log_macs_saved)]
     return Probes(table=table, configs={d: config for d, (_, config) in shapes.items()}, models=models)
 
@@ -311,7 +325,8 @@ def search_compound(model: str, budget, contributions: pd.DataFrame, *, depths=N
     ------
     ValueError
         ``budget`` is not below the unshrunk network's MACs, or no candidate can reach it (the
-        message gives the smallest reachable MACs); ``contributions`` lacks a dimension.
+        message gives the smallest reachable MACs); ``contributions`` lacks a dimension or has a
+        negative cost.
     """
     width_method = check_choice(width_method, "width_method", WIDTH_METHODS)
     contributions = getattr(contributions, "table", contributions)
@@ -322,7 +337,8 @@ def search_compound(model: str, budget, contributions: pd.DataFrame, *, depths=N
         if len(rows) != 1:
             raise ValueError(f"contributions must hold one row per dimension {DIMENSIONS} "
                              "(from measure_contributions)")
-        costs[dimension] = float(rows["cost"].iloc[0])
+        costs[dimension] = check_number(rows["cost"].iloc[0], f"the {dimension} cost (accuracy lost per e-fold "
+                                        "of MACs; a measured gain is a cost of 0)", minimum=0)
     base_macs = profile(_shaped_model(model, 0, 32, num_classes)).totals.macs
     budget = check_number(budget, "budget", minimum=0, include_minimum=False)
     if budget >= base_macs:
@@ -348,14 +364,17 @@ def search_compound(model: str, budget, contributions: pd.DataFrame, *, depths=N
                       "width": max(math.log(macs / budget), 0.0)}
             rows.append({"depth": depth, "resolution": resolution, "macs_at_full_width": macs,
                          "feasible": feasible, **{f"{d}_share": s for d, s in shares.items()},
+                         "largest_share": max(shares.values()),
                          "predicted_loss": sum(costs[d] * s for d, s in shares.items()) if feasible else math.inf})
     table = pd.DataFrame(rows)
     feasible = table[table.feasible]
     if feasible.empty:
         raise ValueError(f"budget {budget:,.0f} MACs is infeasible for {model} at every searched depth and "
                          f"resolution; {last_error}")
-    # Ties (e.g. every cost 0) go to the candidate that uses most of the budget.
-    best = feasible.sort_values(["predicted_loss", "macs_at_full_width"], ascending=[True, False]).iloc[0]
+    # Ties (zero-cost dimensions are interchangeable) go to the most even split of the saving,
+    # then to the candidate that keeps most MACs before its widths are fitted.
+    tied = feasible[feasible.predicted_loss <= feasible.predicted_loss.min() + TIE_TOLERANCE]
+    best = tied.sort_values(["largest_share", "macs_at_full_width"], ascending=[True, False]).iloc[0]
     chosen = compound_config(model, depth=int(best.depth), resolution=int(best.resolution), budget=budget,
                              width_method=width_method, num_classes=num_classes, seed=seed)
     return CompoundSearch(chosen=chosen, candidates=table, costs=costs)

@@ -6,7 +6,9 @@ predicting a normalised box) whose box labels come from class activation maps of
 (its ``CamCrop``: Grad-CAM, threshold at min + 0.5 (max - min)). The same pipeline here:
 
 1. :func:`grad_cam` -- Grad-CAM of a trained classifier (Selvaraju et al. 2017): with :math:`A^k`
-   the ``k``-th feature map of a conv layer and :math:`y^c` the score of the predicted class,
+   the ``k``-th feature map of a conv layer and :math:`y^c` the score of the predicted class
+   *before the softmax* (the softmax layer's input: a saturated probability has almost no gradient,
+   and its map would not show what the class score rests on),
 
    .. math:: \alpha_k = \frac{1}{HW}\sum_{i,j} \frac{\partial y^c}{\partial A^k_{ij}}, \qquad
              L = \mathrm{ReLU}\Big(\sum_k \alpha_k A^k\Big).
@@ -26,7 +28,7 @@ import numpy as np
 import tensorflow as tf
 
 from cdp_tutorial.checks import check_int, check_number, check_seed
-from cdp_tutorial.edgecompress.images import model_outputs, resize_images
+from cdp_tutorial.edgecompress.images import model_outputs, pre_softmax_scores, resize_images, softmax_head
 
 __all__ = ["box_iou", "cam_boxes", "crop_images", "foreground_predictor", "grad_cam", "predict_boxes",
            "train_predictor"]
@@ -38,7 +40,8 @@ def grad_cam(model: keras.Model, images, layer_name: str, *, batch_size: int = 1
     Parameters
     ----------
     model : keras.Model
-        A trained functional classifier.
+        A trained functional classifier ending in a softmax; the gradient is that of the predicted
+        class's pre-softmax score (the logit the softmax reads), as in Selvaraju et al.
     images : numpy.ndarray
         *Normalised* float32 images as the model was trained on (see ``images.normalise``).
     layer_name : str
@@ -53,7 +56,8 @@ def grad_cam(model: keras.Model, images, layer_name: str, *, batch_size: int = 1
     Raises
     ------
     ValueError
-        Unknown ``layer_name`` or a layer whose output is not (batch, h, w, channels).
+        Unknown ``layer_name``, a layer whose output is not (batch, h, w, channels), or a model
+        that does not end in a softmax.
     """
     try:
         layer = model.get_layer(layer_name)
@@ -63,12 +67,14 @@ def grad_cam(model: keras.Model, images, layer_name: str, *, batch_size: int = 1
         raise ValueError(f"layer {layer_name!r} has output shape {layer.output.shape}; Grad-CAM needs a conv "
                          "feature map (batch, height, width, channels)")
     batch_size = check_int(batch_size, "batch_size", minimum=1)
-    probe = keras.Model(model.inputs, [layer.output, model.outputs[0]])
+    head, head_input = softmax_head(model)
+    probe = keras.Model(model.inputs, [layer.output, head_input])
     maps = []
     for start in range(0, len(images), batch_size):
         x = tf.convert_to_tensor(images[start:start + batch_size], tf.float32)
         with tf.GradientTape() as tape:
-            features, scores = probe(x, training=False)
+            features, before_head = probe(x, training=False)
+            scores = pre_softmax_scores(head, before_head)  # y^c before the softmax
             chosen = tf.gather(scores, tf.argmax(scores, axis=1), axis=1, batch_dims=1)
         grads = tape.gradient(chosen, features)
         weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)
@@ -90,7 +96,9 @@ def cam_boxes(cams, image_size: int, *, threshold: float = 0.5, min_size: float 
     image_size : int
         Side of the (square) images the boxes are for; maps are upsampled to it first.
     threshold : float, default 0.5
-        Pixels above ``min + threshold * (max - min)`` are salient (EdgeCompress's ``CamCrop``).
+        Pixels above ``min + threshold * (max - min)`` are salient, in [0, 1): at 1 no pixel
+        would be (the value 0.5 is the ``CamCrop`` class of EdgeCompress's public code,
+        github.com/ntuliuteam/edge-compress, ``core/crop.py``).
     min_size : float, default 0.5
         Smallest box side as a fraction of the image (a tiny box loses the object's context).
     square : bool, default True
@@ -101,6 +109,11 @@ def cam_boxes(cams, image_size: int, *, threshold: float = 0.5, min_size: float 
     numpy.ndarray, shape (N, 4), float32
         A map with nothing salient gives the whole image.
 
+    Raises
+    ------
+    ValueError
+        ``threshold`` outside [0, 1), ``min_size`` outside [0, 1], maps not shaped (N, h, w).
+
     Examples
     --------
     >>> cam = np.zeros((1, 8, 8)); cam[0, 2:4, 2:6] = 1.0
@@ -108,8 +121,11 @@ def cam_boxes(cams, image_size: int, *, threshold: float = 0.5, min_size: float 
     [[0.125, 0.25, 0.625, 0.75]]
     """
     cams = np.asarray(cams, dtype=np.float32)
+    if cams.ndim != 3:
+        raise ValueError(f"cams must have shape (N, height, width), got {cams.shape}")
     image_size = check_int(image_size, "image_size", minimum=1)
-    threshold = check_number(threshold, "threshold", minimum=0, maximum=1)
+    threshold = check_number(threshold, "threshold (share of each map's range)", minimum=0, maximum=1,
+                             include_maximum=False)
     min_size = check_number(min_size, "min_size", minimum=0, maximum=1)
     up = tf.image.resize(cams[..., None], (image_size, image_size), method="bilinear").numpy()[..., 0]
     boxes = np.tile(np.array([0, 0, 1, 1], np.float32), (len(up), 1))

@@ -1,22 +1,28 @@
-"""Image-set plumbing for EdgeCompress: a held-out validation split and lower input resolutions.
+"""Image-set plumbing for EdgeCompress: a validation split, lower resolutions, class probabilities.
 
 Compound shrinking picks its mix and the cascade picks its threshold on data the final models are
 *not* tested on, so both use :func:`holdout_validation`; the resolution dimension trains and tests
-on :func:`at_resolution` copies of a dataset.
+on :func:`at_resolution` copies of a dataset. The cascade needs class probabilities and Grad-CAM
+the scores *before* the softmax: :func:`output_activation` and :func:`softmax_head` read which a
+classifier's last layer gives, :func:`predict_probabilities` converts logits and refuses anything
+else.
 """
 
 from __future__ import annotations
 
 import dataclasses
 
+import keras
 import numpy as np
 import tensorflow as tf
 
+from cdp_tutorial import keras_internals as internals
 from cdp_tutorial.checks import check_int, check_seed
 from cdp_tutorial.data import Dataset, channel_mean_std, stratified_indices
 
 __all__ = ["at_resolution", "class_probabilities", "holdout_validation", "model_outputs", "normalise",
-           "resize_images", "with_images"]
+           "output_activation", "pre_softmax_scores", "predict_probabilities", "resize_images", "softmax",
+           "softmax_head", "with_images"]
 
 
 def holdout_validation(data: Dataset, size: int, *, seed: int = 0) -> tuple[Dataset, Dataset]:
@@ -113,9 +119,110 @@ def normalise(images: np.ndarray, mean, std) -> np.ndarray:
 
 
 def class_probabilities(model, data: Dataset, split: str = "test", *, batch_size: int = 256) -> np.ndarray:
-    """Softmax outputs of ``model`` on one split of ``data`` (normalised as in training), ``(N, classes)``."""
+    """Class probabilities of ``model`` on one split of ``data`` (normalised as in training), ``(N, classes)``.
+
+    A model that ends in a softmax gives its outputs; one that ends in logits (a linear layer)
+    gets a softmax applied; any other output is refused (see :func:`predict_probabilities`).
+    """
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
     images = {"train": data.x_train, "test": data.x_test}[split]
-    return model_outputs(model, normalise(images, data.mean, data.std), batch_size=batch_size)
+    return predict_probabilities(model, normalise(images, data.mean, data.std), batch_size=batch_size)
+
+
+def output_activation(model) -> str:
+    """How a classifier's output is made: ``"softmax"``, ``"linear"`` (logits) or another activation's name.
+
+    Read from the layer that produces ``model.outputs[0]``: a layer with an ``activation`` (``Dense``,
+    ``Conv2D``, ``Activation``) or a ``Softmax`` layer.
+
+    Raises
+    ------
+    ValueError
+        A model whose output layer cannot be read (not a functional Keras graph).
+
+    Examples
+    --------
+    >>> import keras
+    >>> inputs = keras.Input((4,))
+    >>> output_activation(keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(inputs)))
+    'softmax'
+    >>> output_activation(keras.Model(inputs, keras.layers.Dense(3)(inputs)))
+    'linear'
+    """
+    layer, _ = softmax_head(model, require=False)
+    if isinstance(layer, keras.layers.Softmax):
+        return "softmax"
+    activation = getattr(layer, "activation", None)
+    if activation is None:
+        return "linear" if isinstance(layer, keras.layers.Dense) else type(layer).__name__
+    name = getattr(activation, "__name__", str(activation))
+    return "linear" if name in ("linear", "identity") else name
+
+
+def softmax_head(model, *, require: bool = True):
+    """The layer that ends ``model`` and the tensor it reads: where the pre-softmax scores are.
+
+    Returns
+    -------
+    layer : keras.layers.Layer
+        The output layer: a softmax ``Dense`` (whose pre-activation :math:`W h + b` is the class
+        score :math:`y^c`), a ``Softmax`` or ``Activation("softmax")`` layer (whose input is).
+    head_input : keras.KerasTensor
+        The tensor that layer reads.
+
+    Raises
+    ------
+    ValueError
+        ``require`` and the output is not a softmax; or the graph cannot be read.
+    """
+    try:
+        layer, node = internals.producer_of(model.outputs[0])
+    except (AttributeError, IndexError, ValueError):
+        raise ValueError(f"cannot find the output layer of {getattr(model, 'name', model)!r}: a functional "
+                         "or Sequential keras.Model is needed") from None
+    if require and output_activation(model) != "softmax":
+        raise ValueError(f"{model.name} does not end in a softmax (its output activation is "
+                         f"{output_activation(model)!r}): there is no pre-softmax score to read")
+    return layer, internals.node_input_tensors(node)[0]
+
+
+def pre_softmax_scores(layer, head_input):
+    """The class scores (logits) a softmax head computes from ``head_input``, before the softmax."""
+    if isinstance(layer, keras.layers.Dense):
+        scores = keras.ops.matmul(head_input, layer.kernel)
+        return scores + layer.bias if layer.use_bias else scores
+    return head_input  # a Softmax / Activation("softmax") layer reads the scores themselves
+
+
+def predict_probabilities(model, inputs: np.ndarray, *, batch_size: int = 256) -> np.ndarray:
+    """Class probabilities of ``model`` on prepared ``inputs``: its softmax outputs, or softmax(logits).
+
+    Raises
+    ------
+    ValueError
+        The model's output is neither a softmax nor linear logits (e.g. a sigmoid): not one
+        probability distribution per input.
+    """
+    kind = output_activation(model)
+    if kind not in ("softmax", "linear"):
+        raise ValueError(f"{model.name} ends in {kind!r}; class probabilities need a softmax output or "
+                         "linear logits (a softmax is then applied)")
+    outputs = model_outputs(model, inputs, batch_size=batch_size).astype(np.float32)
+    return softmax(outputs) if kind == "linear" else outputs
+
+
+def softmax(logits) -> np.ndarray:
+    """Row-wise softmax of ``(N, classes)`` logits (shifted by each row's maximum: no overflow).
+
+    Examples
+    --------
+    >>> softmax([[0.0, 0.0], [1000.0, 0.0]]).round(3).tolist()
+    [[0.5, 0.5], [1.0, 0.0]]
+    """
+    z = np.asarray(logits, dtype=np.float32)
+    shifted = np.exp(z - z.max(axis=1, keepdims=True))
+    return shifted / shifted.sum(axis=1, keepdims=True)
 
 
 def model_outputs(model, inputs: np.ndarray, *, batch_size: int = 256) -> np.ndarray:
