@@ -21,7 +21,7 @@ import numbers
 
 import numpy as np
 
-__all__ = ["check_choice", "check_fraction", "check_int", "check_model", "check_number", "check_seed"]
+__all__ = ["MAX_SEED", "check_choice", "check_fraction", "check_int", "check_model", "check_number", "check_seed"]
 
 
 def check_int(value, name: str, *, minimum: int | None = None, maximum: int | None = None,
@@ -70,12 +70,22 @@ def check_fraction(value, name: str) -> float:
     return float(value)
 
 
+#: The largest seed: NumPy's legacy seeding, ``keras.utils.set_random_seed`` and TensorFlow's op
+#: seeds take 32-bit unsigned integers, so a larger seed would only fail later, inside training.
+MAX_SEED = 2**32 - 1
+
+
 def check_seed(seed, name: str = "seed", *, allow_none: bool = False) -> int | None:
-    """A seed: a non-negative integer (numpy integers accepted), returned as a plain ``int``.
+    """A seed: an integer in ``[0, 2**32 - 1]`` (numpy integers accepted), returned as a plain ``int``.
 
     With ``allow_none=True``, ``None`` passes through: the caller then draws a seed and records it.
+
+    >>> check_seed(2**32)
+    Traceback (most recent call last):
+        ...
+    ValueError: seed must be an integer in [0, 4294967295], got 4294967296
     """
-    return check_int(seed, name, minimum=0, allow_none=allow_none)
+    return check_int(seed, name, minimum=0, maximum=MAX_SEED, allow_none=allow_none)
 
 
 def check_choice(value, name: str, choices) -> object:
@@ -117,3 +127,35 @@ def check_model(model) -> None:
         )
     if len(inputs) != 1:
         raise ValueError(f"only single-input models are supported; this one has {len(inputs)}")
+
+
+def check_input_shape(input_shape, model_shape) -> tuple:
+    """The model's input shape (batch axis first) with its unknown sizes taken from ``input_shape``.
+
+    ``model_shape`` is ``model.inputs[0].shape``, e.g. ``(None, None, None, 3)``; ``input_shape``
+    gives every size but the batch axis, e.g. ``(64, 64, 3)``, and must agree with each size the
+    model fixes. ``None`` returns ``model_shape`` unchanged.
+
+    >>> check_input_shape((64, 64, 3), (None, None, None, 3))
+    (None, 64, 64, 3)
+    >>> check_input_shape((64, 64, 1), (None, None, None, 3))
+    Traceback (most recent call last):
+        ...
+    ValueError: input_shape (64, 64, 1) disagrees with the model's input shape (None, None, 3): only its unknown (None) sizes may be chosen
+    """
+    model_shape = tuple(model_shape)
+    if input_shape is None:
+        return model_shape
+    sizes = tuple(model_shape[1:])
+    example = tuple(64 if d is None else d for d in sizes)
+    if isinstance(input_shape, (str, bytes)) or not isinstance(input_shape, (tuple, list)):
+        raise TypeError(f"input_shape must be a tuple of {len(sizes)} sizes without the batch axis, "
+                        f"e.g. {example}; got {input_shape!r}")
+    if len(input_shape) != len(sizes):
+        raise ValueError(f"input_shape must give the model's {len(sizes)} input sizes without the "
+                         f"batch axis, e.g. {example}; got {tuple(input_shape)}")
+    given = tuple(check_int(d, "each input_shape size", minimum=1) for d in input_shape)
+    if any(known is not None and known != d for known, d in zip(sizes, given)):
+        raise ValueError(f"input_shape {given} disagrees with the model's input shape {sizes}: "
+                         "only its unknown (None) sizes may be chosen")
+    return (model_shape[0], *given)
