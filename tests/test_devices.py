@@ -361,13 +361,17 @@ def test_one_of_each_device_record_label_and_baseline_name():
     assert not hasattr(importlib.import_module("cdp_tutorial.edge.measure"), "device_record")
 
 
-def test_power_module_examples_run():
+def test_power_tegrastats_and_label_examples_run():
     import doctest
     import importlib
 
-    for name in ("cdp_tutorial.devices.power", "cdp_tutorial.devices.bench", "cdp_tutorial.devices.tegrastats"):
+    for name in ("cdp_tutorial.devices.power", "cdp_tutorial.devices.tegrastats"):
         result = doctest.testmod(importlib.import_module(name))
         assert result.attempted > 0 and result.failed == 0, name
+    finder, runner = doctest.DocTestFinder(), doctest.DocTestRunner()
+    for test in finder.find(table6_protocol_label):
+        runner.run(test)
+    assert runner.summarize(verbose=False) == (0, 1)
 
 
 def test_bench_device_rejects_bad_settings_before_training():

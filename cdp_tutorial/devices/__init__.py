@@ -7,16 +7,17 @@ module          what it owns
 ``tegrastats``  :func:`parse_tegrastats` (one line: rails in mW, RAM, CPU, GPU) and the background
                 :class:`TegrastatsSampler`
 ``power``       :func:`open_power_meter`: tegrastats, jtop, NVML or RAPL energy, each naming its
-                source, or why there is none
+                source, or why there is none; returned unstarted, started and always stopped by
+                ``with``
 ``bench``       :func:`run_device_benchmark`: 1 epoch at batch 5, baseline and each mode pruned up to
-                50 iterations, plus batch-1 latency
+                50 iterations, plus batch-1 latency; :func:`table6_protocol_label`
 ``store``       results files (JSON lines): :func:`append_record`, :func:`load_results`, :func:`table6`
 ==============  ====================================================================================
 
 From a terminal: ``cdp-tutorial bench-device --quick`` (about a minute on a 2-core CPU).
 """
 
-from cdp_tutorial.devices.bench import iteration_limited_plan, run_device_benchmark
+from cdp_tutorial.devices.bench import iteration_limited_plan, run_device_benchmark, table6_protocol_label
 from cdp_tutorial.devices.power import Energy, open_power_meter
 from cdp_tutorial.devices.record import device_record
 from cdp_tutorial.devices.store import append_record, load_results, table6
@@ -24,4 +25,4 @@ from cdp_tutorial.devices.tegrastats import TegrastatsSampler, integrate_power, 
 
 __all__ = ["Energy", "TegrastatsSampler", "append_record", "device_record", "integrate_power",
            "iteration_limited_plan", "load_results", "open_power_meter", "parse_tegrastats",
-           "run_device_benchmark", "table6"]
+           "run_device_benchmark", "table6", "table6_protocol_label"]

@@ -1,4 +1,4 @@
-"""What running a model costs on this machine: the paper's §4.3 protocol, and a little more.
+"""What running a model costs on this machine: the paper's resource benchmark (§4), and a little more.
 
 :func:`measure` runs one model — a Keras model or a LiteRT file, measured the same way — on batch-1
 inputs: ``warmup`` images first (at least one, not timed: graph tracing, allocation, caches), then
@@ -16,7 +16,10 @@ project's one batch-1 latency timer. It reports
 * the machine: :func:`cdp_tutorial.devices.device_record` (cores, memory, CPU, GPU, versions, clocks),
   with every result.
 
-The paper's VM had 2 CPUs and 4 GB; LiteRT files run with ``threads=2`` by default to match.
+The paper's setup (§4, results in §4.3) ran Keras 2.2.4 / TensorFlow 1.15 models on 100 random images
+in a VM with 2 CPUs and 4 GB, and reported the *average* latency; here LiteRT files run with
+``threads=2`` by default to match, and the median leads because it resists a shared machine's noise
+(the mean is recorded too).
 A Keras model runs with TensorFlow's own thread pools, which are fixed when TensorFlow starts.
 """
 
