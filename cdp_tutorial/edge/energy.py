@@ -40,6 +40,8 @@ from pathlib import Path
 
 import numpy as np
 
+from cdp_tutorial.checks import check_number
+
 PJ_PER_FLOP = 2.3  # the paper (§4.3, after its [34], EIE): "each 32-bit FLOP"
 FLOPS_PER_MAC = 2  # a multiply-accumulate is a multiply and an add
 PJ_PER_ACCESS = 640.0  # Horowitz 2014 via EIE: one 32-bit DRAM access (the paper: per MB of model)
@@ -165,8 +167,8 @@ class RaplMeter:
     """
 
     def __init__(self, root=POWERCAP_ROOT, *, poll_s: float | None = 1.0):
-        if poll_s is not None and not poll_s > 0:
-            raise ValueError(f"poll_s must be a positive number of seconds or None, got {poll_s!r}")
+        if poll_s is not None:
+            poll_s = check_number(poll_s, "poll_s", minimum=0, include_minimum=False)
         self.root, self.poll_s = Path(root), poll_s
         self.available, self.note = rapl_available(self.root)
         self.domains = package_domains(self.root) if self.available else []
