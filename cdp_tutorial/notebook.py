@@ -1,25 +1,86 @@
 """Notebook plumbing (not the lesson): links, the Setup cell, and the environment check.
 
-The repository's address lives here and nowhere else: the Colab/Binder badges and the guarded
-Colab install cell of every notebook are generated from :data:`REPOSITORY` by
-``python scripts/sync_notebooks.py``, and a test checks that they agree.
+**The repository's address is one setting**: ``Repository`` under ``[project.urls]`` in
+``pyproject.toml`` (an installed package carries it in its metadata). :data:`REPOSITORY` is read
+from there, and everything that points at the published repository is generated from it by
+``python scripts/sync_notebooks.py``: the Colab/Binder badges of every notebook and of the README,
+the guarded Colab install cell, and the absolute twin of every relative link in a notebook
+(:func:`absolute_link`), which Colab needs because it opens one notebook, not the repository.
+Whoever publishes the repository elsewhere changes that one line and runs the script; a test
+checks that nothing was left behind.
 
 Colab has its own front end and a preinstalled scientific stack, so its install cell adds only
 what Colab lacks: this package, without extras (no JupyterLab). :data:`COLAB_STACK` records the
 Colab versions the cell was written against; a test keeps the package's lower bounds at or below
 them, so that installing the package upgrades nothing Colab already imported (which would ask the
-user to restart the runtime).
+user to restart the runtime). An upper bound (Keras') can still make pip replace a preinstalled
+version: the cell then says whether the session must be restarted.
 """
 
 from __future__ import annotations
 
 import importlib.metadata
 import platform
+import posixpath
+import re
 import sys
+from pathlib import Path
 
-#: GitHub ``owner/name`` of this project, and the branch the badges point at.
-REPOSITORY = "cdp-tutorial/cdp-tutorial"
+
+def repository_url() -> str:
+    """The published repository's address: ``Repository`` of ``[project.urls]``.
+
+    Read from ``pyproject.toml`` in a checkout (so an edit counts at once), else from the installed
+    package's metadata (``Project-URL: Repository, ...``), as after ``pip install`` on Colab.
+
+    Returns
+    -------
+    str
+        ``https://github.com/<owner>/<name>``.
+
+    Raises
+    ------
+    RuntimeError
+        If neither place names the repository.
+
+    Examples
+    --------
+    >>> repository_url().startswith("https://github.com/")
+    True
+    """
+    pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
+    text = pyproject.read_text(encoding="utf-8") if pyproject.is_file() else ""
+    if re.search(r'^name\s*=\s*"cdp-tutorial"', text, re.M):  # a checkout of this project
+        urls = re.search(r"^\[project\.urls\]\s*\n(.*?)(?=^\[|\Z)", text, re.M | re.S)
+        found = urls and re.search(r'^Repository\s*=\s*"([^"]+)"', urls.group(1), re.M)
+        if found:
+            return found.group(1)
+        raise RuntimeError(f"{pyproject} has no Repository = \"https://github.com/<owner>/<name>\" "
+                           "under [project.urls]: the notebooks' links are built from it")
+    try:
+        entries = importlib.metadata.metadata("cdp-tutorial").get_all("Project-URL") or []
+    except importlib.metadata.PackageNotFoundError:
+        entries = []
+    for entry in entries:
+        label, _, url = entry.partition(",")
+        if label.strip().lower() == "repository":
+            return url.strip()
+    raise RuntimeError("the installed cdp-tutorial names no Repository URL in its metadata; "
+                       "reinstall it from a checkout whose pyproject.toml has one under [project.urls]")
+
+
+def _owner_and_name(url: str) -> str:
+    match = re.fullmatch(r"https://github\.com/([\w.-]+/[\w.-]+?)(?:\.git)?/?", url)
+    if not match:
+        raise RuntimeError(f"Repository must be https://github.com/<owner>/<name> (Colab and Binder open "
+                           f"GitHub repositories), got {url!r}")
+    return match.group(1)
+
+
+#: GitHub ``owner/name`` of this project (from :func:`repository_url`), and the branch links point at.
+REPOSITORY = _owner_and_name(repository_url())
 BRANCH = "main"
+
 
 #: The Colab runtime the install cell was written against: googlecolab/backend-info,
 #: ``pip-freeze.txt`` and ``os-info.txt`` at commit a7240792 (2026-08-19, "Upgrade to Python 3.13").
@@ -44,7 +105,13 @@ COLAB_STACK: dict[str, str | None] = {
 
 
 def github_url() -> str:
+    """The repository's GitHub page."""
     return f"https://github.com/{REPOSITORY}"
+
+
+def github_file_url(path: str) -> str:
+    """GitHub address of a file of the repository, e.g. ``github_file_url("docs/instructors.md")``."""
+    return f"{github_url()}/blob/{BRANCH}/{path}"
 
 
 def colab_url(notebook: str) -> str:
@@ -65,28 +132,88 @@ def badges(notebook: str) -> str:
             f"[![Binder](https://mybinder.org/badge_logo.svg)]({binder_url(notebook)})")
 
 
+def absolute_link(target: str) -> tuple[str, str]:
+    """The absolute twin of a relative link in a notebook: a notebook opens in Colab, any other file on GitHub.
+
+    JupyterLab and Binder follow relative links (``../docs/instructors.md``, ``04_x.ipynb``) inside the
+    repository; Colab opens a single notebook and cannot, so each relative link gets an absolute twin.
+
+    Parameters
+    ----------
+    target : str
+        The link target, relative to ``notebooks/`` (an ``#anchor`` may follow).
+
+    Returns
+    -------
+    (str, str)
+        The twin's label (``"in Colab"`` or ``"on GitHub"``) and its address.
+
+    Raises
+    ------
+    ValueError
+        If the target leaves the repository.
+
+    Examples
+    --------
+    >>> absolute_link("../docs/instructors.md")[1].endswith("/blob/main/docs/instructors.md")
+    True
+    >>> absolute_link("04_training_pruned_models.ipynb")[0]
+    'in Colab'
+    """
+    path, hash_, anchor = target.partition("#")
+    resolved = posixpath.normpath(posixpath.join("notebooks", path))
+    if resolved.startswith("../") or resolved == "..":
+        raise ValueError(f"link target {target!r} (relative to notebooks/) leaves the repository")
+    fragment = hash_ + anchor
+    if posixpath.dirname(resolved) == "notebooks" and resolved.endswith(".ipynb"):
+        return "in Colab", colab_url(posixpath.basename(resolved)) + fragment
+    return "on GitHub", github_file_url(resolved) + fragment
+
+
 def install_requirement() -> str:
     """What Colab's install cell passes to pip: the package alone, from GitHub.
 
     Colab opens only the notebook, not the repository, hence the ``git+`` address; no extras,
     because Colab brings its own front end (the ``tutorial`` extra is JupyterLab, for local use).
+    The wheel pip builds from it carries the repository's ``data/`` folder (fixture, reference
+    tables, committed results), so the notebooks need no further download.
 
     Examples
     --------
-    >>> install_requirement()
-    'cdp-tutorial @ git+https://github.com/cdp-tutorial/cdp-tutorial@main'
+    >>> install_requirement() == f"cdp-tutorial @ git+https://github.com/{REPOSITORY}@{BRANCH}"
+    True
     """
     return f"cdp-tutorial @ git+{github_url()}@{BRANCH}"
 
 
+#: Packages Colab preinstalls that installing this package could replace (Keras has an upper bound
+#: in ``pyproject.toml``); import name = distribution name for each. A module already imported keeps
+#: its old version in memory until the session restarts, so the install cell checks these.
+RESTART_WATCH = ("keras", "tensorflow", "numpy", "pandas", "matplotlib")
+
+
 def colab_install_cell() -> str:
-    """Source of the guarded install cell: on Colab, install what Colab lacks; elsewhere, nothing."""
+    """Source of the guarded install cell: on Colab, install what Colab lacks; elsewhere, nothing.
+
+    If pip replaced a package this session had already imported (a Keras newer than the package's
+    upper bound, say), the cell prints which and asks for a restart; otherwise it prints nothing.
+    """
+    watched = ", ".join(f'"{name}"' for name in RESTART_WATCH)
     return (
-        "# Colab opens only this notebook and has its own front end and scientific stack:\n"
-        "# install just the helper package there (elsewhere it is installed already).\n"
+        "# Colab opens only this notebook and has its own front end and scientific stack: install just the\n"
+        "# helper package there (elsewhere it is installed already). If pip has to replace a package this\n"
+        "# session had already imported (Keras has an upper bound), the cell says so: then restart the\n"
+        "# session (Runtime > Restart session) and run the notebook again. Otherwise it prints nothing.\n"
         "import sys\n"
         "if \"google.colab\" in sys.modules:\n"
-        f"    %pip install -q \"{install_requirement()}\""
+        "    from importlib.metadata import version\n"
+        "    imported = {name: getattr(sys.modules[name], \"__version__\", None)\n"
+        f"                for name in ({watched}) if name in sys.modules}}\n"
+        f"    %pip install -q \"{install_requirement()}\"\n"
+        "    moved = [f\"{name} {old} -> {version(name)}\" for name, old in imported.items() if version(name) != old]\n"
+        "    if moved:\n"
+        "        print(\"Restart the session (Runtime > Restart session), then run the notebook again:\",\n"
+        "              \"pip replaced\", \", \".join(moved), \"after this session had imported them.\")"
     )
 
 

@@ -478,21 +478,20 @@ def test_repository_file_prefers_the_checkout():
     assert path.is_file() and path.parts[-3:] == ("data", "reference", "paper_results.csv")
 
 
-def test_repository_file_uses_the_download_cache_outside_a_checkout(tmp_path, monkeypatch):
-    monkeypatch.setattr(sources, "REPO_ROOT", tmp_path / "site-packages")  # as after `pip install git+...`
-    monkeypatch.setenv("CDP_DATA_DIR", str(tmp_path / "cache"))
-    cached = tmp_path / "cache" / "repository" / "data" / "reference" / "x.csv"
-    cached.parent.mkdir(parents=True)
-    cached.write_text("a,b\n")
-    assert data.repository_file("data/reference/x.csv") == cached
-
-
-def test_repository_file_that_cannot_be_fetched_says_where_to_get_it(tmp_path, monkeypatch):
+def test_repository_file_outside_a_checkout_names_both_places_it_looked(tmp_path, monkeypatch):
+    # As after a wheel install whose data/ lacks the file: no download is tried, the message says
+    # where the file was looked for. (tests/test_project.py installs a real wheel and reads its data.)
     monkeypatch.setattr(sources, "REPO_ROOT", tmp_path / "site-packages")
-    monkeypatch.setenv("CDP_DATA_DIR", str(tmp_path / "cache"))
-    with pytest.raises(data.DatasetNotFoundError, match="raw.githubusercontent.com/.*/data/no-such-file.csv"):
+    with pytest.raises(data.DatasetNotFoundError, match=r"neither in a checkout .*no-such-file.csv.* nor in "
+                                                         r"the installed package .*repository_data"):
         data.repository_file("data/no-such-file.csv")
-    assert not (tmp_path / "cache" / "repository" / "data" / "no-such-file.csv").exists()
+
+
+def test_repository_file_takes_only_paths_under_data():
+    with pytest.raises(ValueError, match="under data/"):
+        data.repository_file("README.md")
+    with pytest.raises(ValueError, match="under data/"):
+        data.repository_file("data/../pyproject.toml")
 
 
 # --------------------------------------------------------------------------- make_epochs (training's stream)

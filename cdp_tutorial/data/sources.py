@@ -2,7 +2,8 @@
 
 This module owns the data directory, the table of downloadable archives with their SHA-256, the
 verification that refuses a file whose bytes do not match, the (only) download code, and
-:func:`repository_file` for files of this repository that an installed package lacks. It decodes
+:func:`repository_file` for the repository's ``data/``, read from a checkout or from the copy a wheel
+carries inside the package (no download). It decodes
 nothing: turning verified bytes into arrays is :mod:`cdp_tutorial.data.readers`' job.
 
 Security: CIFAR archives are Python pickles, and unpickling runs code. An archive is therefore
@@ -19,16 +20,18 @@ import urllib.error
 import urllib.request
 import zlib
 from dataclasses import dataclass
-from pathlib import Path
+from importlib import resources
+from pathlib import Path, PurePosixPath
 
 from cdp_tutorial.files import write_atomically
-from cdp_tutorial.notebook import BRANCH, REPOSITORY
 
 __all__ = ["ARCHIVES", "REPO_ROOT", "ArchiveSpec", "ChecksumError", "DatasetNotFoundError", "data_dir",
            "download", "repository_file", "sha256_of", "verify_archive"]
 
 #: The checkout this package lives in (the folder holding ``cdp_tutorial/`` and ``data/``).
 REPO_ROOT = Path(__file__).resolve().parents[2]
+#: Where a wheel carries the repository's ``data/`` inside the package (``setup.py`` maps it there).
+PACKAGED_DATA = "repository_data"
 
 
 @dataclass(frozen=True)
@@ -219,17 +222,17 @@ def download(spec: ArchiveSpec, target) -> None:
 
 
 def repository_file(relative: str) -> Path:
-    """A file of this repository (``data/...``): from the checkout, or downloaded once into the data dir.
+    """A file (or folder) of this repository's ``data/``: from the checkout, else from the installed package.
 
-    A clone or an editable install has the file next to the package. ``pip install`` from git (as on
-    Colab) installs only the package, so the file is fetched from the repository's raw address into
-    ``data_dir() / "repository"`` the first time it is needed. Callers that need integrity check the
-    file's SHA-256 themselves (the fixture does).
+    A clone or an editable install reads ``data/`` next to the package. A wheel (``pip install``
+    from git, as Colab's install cell does, or from a checkout) carries the same folder as
+    ``cdp_tutorial/repository_data/`` (see ``setup.py``), so nothing is downloaded. Callers that need
+    integrity check the file's SHA-256 themselves (the fixture does).
 
     Parameters
     ----------
     relative : str
-        Path inside the repository, e.g. ``"data/reference/paper_results.csv"``.
+        Path inside the repository, under ``data/``, e.g. ``"data/reference/paper_results.csv"``.
 
     Returns
     -------
@@ -237,31 +240,28 @@ def repository_file(relative: str) -> Path:
 
     Raises
     ------
+    ValueError
+        If ``relative`` is not under ``data/`` (only that folder ships with the package).
     DatasetNotFoundError
-        If the file is neither here nor downloadable (offline), naming the address to fetch it from.
+        If neither the checkout nor the installed package has it; the message names both places.
 
     Examples
     --------
     >>> repository_file("data/reference/paper_results.csv").name
     'paper_results.csv'
     """
+    parts = PurePosixPath(relative).parts
+    if len(parts) < 2 or parts[0] != "data" or ".." in parts:
+        raise ValueError(f"repository_file takes a path under data/ (the folder that ships with the package), "
+                         f"got {relative!r}")
     local = REPO_ROOT / relative
     if local.exists():
         return local
-    cached = data_dir() / "repository" / relative
-    if cached.exists():
-        return cached
-    url = f"https://raw.githubusercontent.com/{REPOSITORY}/{BRANCH}/{relative}"
-
-    def fetch(tmp):
-        with urllib.request.urlopen(url, timeout=60) as response:
-            tmp.write_bytes(response.read())
-
-    try:
-        write_atomically(cached, fetch)
-    except OSError as err:
-        raise DatasetNotFoundError(
-            f"{relative} is not in this installation and could not be downloaded from {url} ({err}). "
-            f"Clone the repository, or put the file at {cached}."
-        ) from err
-    return cached
+    packaged = Path(str(resources.files("cdp_tutorial"))) / PACKAGED_DATA / Path(*parts[1:])
+    if packaged.exists():
+        return packaged
+    raise DatasetNotFoundError(
+        f"{relative} is neither in a checkout ({local}) nor in the installed package ({packaged}). "
+        "The package carries data/ as it was when it was built: reinstall it from a checkout or from "
+        "the repository that has this file, or clone the repository."
+    )
