@@ -9,13 +9,12 @@ source. Everything here is re-exported by :mod:`cdp_tutorial.experiments`.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from cdp_tutorial.files import write_atomically
+from cdp_tutorial.store import RecordStore
 
 RESULTS_FILE = "results.jsonl"
 BASELINE = "baseline"
@@ -24,96 +23,154 @@ BASELINE = "baseline"
 METHOD_ORDER = {"cdp": 0, "uniform": 1, "l1": 2, "random": 3, "pls": 4}
 
 
-class ResultsStore:
+class ResultsStore(RecordStore):
     """``results.jsonl`` in an output folder: one record per finished run, only ever added to.
 
-    Each addition rewrites the file through a temporary file and ``os.replace``, so a reader (or a
-    crash) never sees half a record, and earlier records are never lost.
+    A :class:`cdp_tutorial.store.RecordStore`: appends are locked and never rewrite earlier records,
+    so several sweeps may write one folder at once; a damaged line is reported as ``file:line``.
     """
 
     def __init__(self, out_dir):
-        self.path = Path(out_dir) / RESULTS_FILE
-
-    def records(self) -> list[dict]:
-        if not self.path.exists():
-            return []
-        with open(self.path, encoding="utf-8") as f:
-            return [json.loads(line) for line in f if line.strip()]
+        super().__init__(Path(out_dir) / RESULTS_FILE)
 
     def finished(self) -> set[str]:
-        return {r["key"] for r in self.records()}
+        """The keys of every recorded run.
 
-    def append(self, record: dict) -> None:
-        old = self.path.read_bytes() if self.path.exists() else b""
-        line = (json.dumps(record, sort_keys=True) + "\n").encode("utf-8")
-        write_atomically(self.path, lambda tmp: tmp.write_bytes(old + line))
-
-    def frame(self) -> pd.DataFrame:
-        return pd.DataFrame(self.records())
+        Raises
+        ------
+        ValueError
+            A line is not a JSON record, or a record has no ``key`` (named by file and line).
+        """
+        keys = set()
+        for number, record in self.numbered():
+            if not isinstance(record.get("key"), str):
+                raise ValueError(f"{self.path}:{number} is not a run record (it has no 'key'); "
+                                 "repair or delete that line")
+            keys.add(record["key"])
+        return keys
 
 
 _COMPLEXITY_OF_MODE = {"PA": "params", "FA": "macs", "MA": "memory_bytes"}
+_QUANTITIES = ("params", "macs", "flops", "memory_bytes")
 
 
-def complexity_fields(reported, trained, baseline) -> dict:
-    """A record's complexity columns, from three :class:`cdp_tutorial.complexity.Totals`.
+def complexity_fields(planned, trained, planned_baseline, trained_baseline) -> dict:
+    """A record's complexity columns, from :class:`cdp_tutorial.complexity.Totals`, kept apart by kind.
 
-    ``reported`` is the architecture the result is about (``params``, ``macs``, ...), ``trained`` the
-    model that was actually trained (``trained_*``: narrower in the quick profile) and ``baseline``
-    what the reductions are measured against (``baseline_*``).
+    ``planned_*`` is the full-size architecture a plan describes (what the paper's tables report),
+    ``trained_*`` the model that was actually trained (narrower in the quick profile), and
+    ``baseline_planned_*`` / ``baseline_trained_*`` what each is measured against. A ranking method
+    that pruned a narrow trained model has no full-size plan: pass ``planned=None`` and its planned
+    columns are None. Rows then compare like with like: planned with planned, trained with trained.
     """
-    return {"params": reported.params, "macs": reported.macs, "flops": reported.flops,
-            "memory_bytes": reported.memory_bytes,
-            "trained_params": trained.params, "trained_macs": trained.macs,
-            "trained_memory_bytes": trained.memory_bytes,
-            "baseline_params": baseline.params, "baseline_macs": baseline.macs,
-            "baseline_memory_bytes": baseline.memory_bytes}
+    fields = {}
+    for prefix, totals in (("planned_", planned), ("trained_", trained),
+                           ("baseline_planned_", planned_baseline if planned is not None else None),
+                           ("baseline_trained_", trained_baseline)):
+        fields.update({prefix + q: (None if totals is None else int(getattr(totals, q))) for q in _QUANTITIES})
+    return fields
+
+
+def collapsed(accuracy: float, num_classes: int) -> bool:
+    """Whether a test accuracy is no better than twice chance: the run (or stage) did not learn.
+
+    Examples
+    --------
+    >>> collapsed(0.10, 10), collapsed(0.21, 10)
+    (True, False)
+    """
+    return bool(accuracy <= 2.0 / num_classes)
 
 
 def summarize(records) -> pd.DataFrame:
     """Mean ± std over seeds, in the shape of the paper's tables.
 
-    One row per (model, dataset, profile, label, method, mode, target): number of seeds, test
-    accuracy mean and std (%), accuracy change against the baseline's mean (points), the model's
-    params / MACs / memory, the reduction of the mode's own complexity (%), and the mean wall time
-    to the trained model (s; for ranking methods the whole train -> prune -> fine-tune pipeline).
+    One row per (model, dataset, profile, label, method, variant, mode, target), where ``variant``
+    says how a method was run (Algorithm 1's step ``p``; a ranking method's K and fine-tune schedule):
+    number of seeds, test accuracy mean and std (%), accuracy change against the baseline's mean
+    (points), how many runs collapsed (final or any fine-tune accuracy at most twice chance), the
+    planned full-size and the trained model's complexities and the reduction of the mode's own
+    complexity for each (planned vs the planned baseline, trained vs the trained baseline: like with
+    like; a ranking method that pruned a narrow model has no planned figures), and the mean wall
+    time to the trained model (s; for ranking methods the whole train -> prune -> fine-tune pipeline).
+
+    Raises
+    ------
+    ValueError
+        Two records share a key (the same run recorded twice), or a group holds two runs of one
+        seed (results of different specs or package versions mixed in one store).
     """
     df = records if isinstance(records, pd.DataFrame) else pd.DataFrame(records)
     if df.empty:
         return pd.DataFrame()
     df = df.copy()
+    if "key" in df:
+        twice = df["key"][df["key"].duplicated()].unique()
+        if len(twice):
+            raise ValueError(f"{len(twice)} run(s) recorded twice, e.g. {twice[0]!r}: a results store "
+                             "holds each run once; remove the duplicate lines")
+    for column in ("wall_time_s", "step", "iterations", "finetune", "finetune_lr_scale", "collapsed",
+                   *[p + q for p in ("planned_", "trained_", "baseline_planned_", "baseline_trained_")
+                     for q in _QUANTITIES]):
+        if column not in df:
+            df[column] = np.nan
     df["target"] = df["target"].astype(float)
     df["accuracy_pct"] = 100 * df["test_accuracy"]
-    if "wall_time_s" not in df:
-        df["wall_time_s"] = np.nan
-    keys = ["model", "dataset", "profile", "label", "method", "mode", "target"]
+    df["collapsed"] = df["collapsed"].fillna(False).astype(bool)
+    df["variant"] = [_variant(r) for r in df.itertuples()]
+    keys = ["model", "dataset", "profile", "label", "method", "variant", "mode", "target"]
     grouped = df.groupby(keys, dropna=False, sort=False)
-    table = grouped.agg(seeds=("seed", "nunique"), accuracy_mean=("accuracy_pct", "mean"),
-                        accuracy_std=("accuracy_pct", "std"), params=("params", "mean"),
-                        macs=("macs", "mean"), memory_bytes=("memory_bytes", "mean"),
-                        wall_time_s=("wall_time_s", "mean"),
-                        baseline_params=("baseline_params", "first"),
-                        baseline_macs=("baseline_macs", "first"),
-                        baseline_memory_bytes=("baseline_memory_bytes", "first")).reset_index()
+    mixed = grouped["seed"].agg(lambda s: s.duplicated().any())
+    if mixed.any():
+        raise ValueError(f"two runs of one seed in one group ({dict(zip(keys, mixed[mixed].index[0]))}): "
+                         "records of different specs or package versions are mixed; filter them first")
+    agg = dict(seeds=("seed", "nunique"), accuracy_mean=("accuracy_pct", "mean"),
+               accuracy_std=("accuracy_pct", "std"), collapsed=("collapsed", "sum"),
+               wall_time_s=("wall_time_s", "mean"))
+    for prefix in ("planned_", "trained_"):
+        for q in ("params", "macs", "memory_bytes"):
+            agg[prefix + q] = (prefix + q, "mean")
+            agg["baseline_" + prefix + q] = ("baseline_" + prefix + q, "first")
+    table = grouped.agg(**agg).reset_index()
     table["accuracy_std"] = table["accuracy_std"].fillna(0.0)
+    table["collapsed"] = table["collapsed"].astype(int)
     base = table[table["mode"] == BASELINE].set_index(["model", "dataset", "profile", "label"])
-    change, reduction = [], []
+    change = []
     for _, row in table.iterrows():
         idx = (row["model"], row["dataset"], row["profile"], row["label"])
-        change.append(row["accuracy_mean"] - base.loc[idx, "accuracy_mean"] if idx in base.index else np.nan)
-        column = _COMPLEXITY_OF_MODE.get(row["mode"])
-        reduction.append(100 * (1 - row[column] / row["baseline_" + column]) if column else 0.0)
+        change.append(row["accuracy_mean"] - base.loc[idx, "accuracy_mean"].mean() if idx in base.index else np.nan)
     table["accuracy_change_pts"] = change
-    table["reduction_pct"] = reduction
+    for prefix in ("planned_", "trained_"):
+        reduction = []
+        for _, row in table.iterrows():
+            quantity = _COMPLEXITY_OF_MODE.get(row["mode"])
+            reduction.append(100 * (1 - row[prefix + quantity] / row["baseline_" + prefix + quantity])
+                             if quantity else 0.0)
+        table[prefix + "reduction_pct"] = reduction
     order = {BASELINE: 0, "PA": 1, "FA": 2, "MA": 3}
     table = table.sort_values(
         ["model", "dataset", "profile", "mode", "target", "method"],
         key=lambda s: s.map(order) if s.name == "mode" else (s.map(METHOD_ORDER) if s.name == "method" else s),
         na_position="first")
-    columns = ["model", "dataset", "profile", "method", "mode", "target", "seeds", "accuracy_mean",
-               "accuracy_std", "accuracy_change_pts", "reduction_pct", "params", "macs",
-               "memory_bytes", "wall_time_s", "label"]
+    columns = ["model", "dataset", "profile", "method", "variant", "mode", "target", "seeds",
+               "accuracy_mean", "accuracy_std", "accuracy_change_pts", "collapsed",
+               "planned_reduction_pct", "trained_reduction_pct", "planned_params", "planned_macs",
+               "planned_memory_bytes", "trained_params", "trained_macs", "trained_memory_bytes",
+               "wall_time_s", "label"]
     return table[columns].reset_index(drop=True)
+
+
+def _variant(row) -> str:
+    """How a method was run, for tables: Algorithm 1's step, or a ranking method's schedule."""
+    if row.mode == BASELINE or row.method == "uniform":
+        return ""
+    if row.method == "cdp":
+        return f"p = {row.step:g}" if pd.notna(row.step) else ""
+    if pd.isna(row.iterations):
+        return ""
+    schedule = {"rounds": "fine-tune after each", "once": "one fine-tune after the last"}.get(row.finetune, "")
+    scale = f", fine-tune lr x{row.finetune_lr_scale:g}" if pd.notna(row.finetune_lr_scale) else ""
+    return f"K = {int(row.iterations)} prunings, {schedule}{scale}".replace(", ,", ",")
 
 
 def paper_table(path=None) -> pd.DataFrame:
@@ -145,6 +202,8 @@ def side_by_side(summary: pd.DataFrame, paper: pd.DataFrame | None = None,
     ours = summary[summary["mode"] != BASELINE]
     rows = []
     for _, r in ours.iterrows():
+        # the paper's reductions are of full-size models: ours planned ones where there is a plan
+        reduction = r["planned_reduction_pct"] if pd.notna(r["planned_reduction_pct"]) else r["trained_reduction_pct"]
         reference = None
         if r["method"] == "cdp":
             match = paper[(paper["model"] == r["model"]) & (paper["mode"] == r["mode"])]
@@ -154,13 +213,13 @@ def side_by_side(summary: pd.DataFrame, paper: pd.DataFrame | None = None,
         elif r["method"] == "pls" and r["mode"] == "FA":
             match = pls[pls["model"] == r["model"]]
             if len(match):
-                p = match.loc[(match["flops_reduction_pct"] - r["reduction_pct"]).abs().idxmin()]
+                p = match.loc[(match["flops_reduction_pct"] - reduction).abs().idxmin()]
                 reference = (p["dataset"], p["flops_reduction_pct"], p["accuracy_change_pts"],
                              f"{p['source']} ({int(p['iterations'])} iterations)")
         rows.append({
             "model": r["model"], "method": r["method"], "mode": r["mode"],
             "ours: data": r["dataset"], "ours: target": r["target"],
-            "ours: reduction %": round(r["reduction_pct"], 2),
+            "ours: reduction %": round(reduction, 2),
             "ours: accuracy change (pts)": round(r["accuracy_change_pts"], 2),
             "ours: accuracy %": f"{r['accuracy_mean']:.2f} ± {r['accuracy_std']:.2f} ({r['seeds']} seeds)",
             "ours: source": r["label"],

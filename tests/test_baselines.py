@@ -1,4 +1,4 @@
-"""Ranking plans and the train -> K x (score, prune, fine-tune) pipeline, on tiny real models and the fixture."""
+"""Ranking plans and the train -> prune -> fine-tune pipeline, on tiny real models and the fixture."""
 
 import json
 
@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from cdp_tutorial import apply_plan, profile
-from cdp_tutorial.baselines import plan_by_ranking, train_prune_finetune
+from cdp_tutorial.baselines import plan_by_ranking
+from cdp_tutorial.prune_finetune import train_prune_finetune
 from cdp_tutorial.data import load_dataset
 from cdp_tutorial.importance import filter_scores
 
@@ -87,7 +88,10 @@ def test_pipeline_meets_the_budget_records_every_stage_and_resumes(tmp_path, dat
     assert result.wall_time_s == pytest.approx(sum(s["wall_time_s"] for s in result.stages))
     assert all(s["train_time_s"] > 0 for s in result.stages)
     saved = json.loads((tmp_path / "stage2.json").read_text())
-    assert saved["stage"]["test_accuracy"] == result.test_accuracy and saved["plan"]["method"] == "pls"
+    assert saved["plan"]["method"] == "pls" and saved["pruned_accuracy"] == result.stages[2]["pruned_accuracy"]
+    # the fine-tunes train at a tenth of the recipe's learning rate, without warm-up
+    tuned = json.loads((tmp_path / "stage1-finetune" / "config.json").read_text())["recipe"]
+    assert tuned["learning_rate"] == pytest.approx(1e-4) and tuned["name"] == "paper-finetune"
     # a second call with the same run folder reads every stage back: same model, same numbers, no training
     keras.utils.set_random_seed(0)
     again = train_prune_finetune(tiny_cnn(), data, criterion="pls", mode="FA", target=0.5, iterations=2,
@@ -122,3 +126,36 @@ def test_docstring_examples_run():
 
     result = doctest.testmod(baselines)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_the_papers_schedule_prunes_k_times_then_fine_tunes_once(tmp_path, data):
+    """§4.4.1: 'fine-tuning the pruned model after 10 iterations' (here K = 2)."""
+    keras.utils.set_random_seed(0)
+    result = train_prune_finetune(tiny_cnn(), data, criterion="l1", scope="per_layer", mode="FA", target=0.5,
+                                  iterations=2, epochs=1, batch_size=64, run_dir=tmp_path, schedule="once")
+    assert [s["kind"] for s in result.stages] == ["train", "prune", "prune, then fine-tune"]
+    assert result.stages[1]["test_accuracy"] is None and result.stages[1]["epochs"] == 0
+    assert result.stages[2]["epochs"] == 1 and result.stages[2]["macs"] <= 0.5 * result.stages[0]["macs"]
+    assert sorted(p.name for p in tmp_path.glob("stage*-*")) == ["stage0-train", "stage2-finetune"]
+
+
+def test_a_run_folder_is_never_reused_for_another_pipeline(tmp_path, data):
+    """Asking for another target or criterion in the same folder is refused, naming what differs."""
+    keras.utils.set_random_seed(0)
+    first = train_prune_finetune(tiny_cnn(), data, criterion="l1", scope="per_layer", mode="FA", target=0.5,
+                                 epochs=1, batch_size=64, run_dir=tmp_path)
+    assert first.stages[1]["macs"] <= 0.5 * first.stages[0]["macs"]
+    keras.utils.set_random_seed(0)
+    with pytest.raises(ValueError, match=r"(?s)another pipeline.*criterion: \"l1\" \(stored\) vs \"random\".*target"):
+        train_prune_finetune(tiny_cnn(), data, criterion="random", scope="per_layer", mode="FA", target=0.2,
+                             epochs=1, batch_size=64, run_dir=tmp_path)
+
+
+def test_stages_say_whether_they_collapsed(tmp_path, data):
+    """A stage at or below twice chance is marked, so a sweep can show it (chance is 10 % here)."""
+    keras.utils.set_random_seed(0)
+    result = train_prune_finetune(tiny_cnn(), data, criterion="l1", scope="per_layer", mode="FA", target=0.5,
+                                  epochs=1, batch_size=64, run_dir=tmp_path)
+    for stage in result.stages:
+        assert stage["collapsed"] == (stage["test_accuracy"] <= 0.2)
+    assert result.collapsed_stages == [s["stage"] for s in result.stages if s["test_accuracy"] <= 0.2]

@@ -3,7 +3,9 @@
 import json
 import subprocess
 import sys
+from dataclasses import replace
 
+import pandas as pd
 import pytest
 
 from cdp_tutorial import cli, profile
@@ -57,9 +59,11 @@ def test_sweep_end_to_end_then_rerun_skips(tmp_path, capsys):
         assert 0 <= r["test_accuracy"] <= 1 and r["epochs_trained"] == 1
         assert "not the paper's protocol" in r["label"] and "Fashion-MNIST" in r["dataset_description"]
         assert "trained at x0.25 width" in r["label"] and r["width_multiplier"] == 0.25
-        assert r["trained_macs"] < r["macs"] / 10  # what was trained is narrow ...
+        assert r["trained_macs"] < r["planned_macs"] / 10  # what was trained is narrow ...
         if r["mode"] != "baseline":
-            assert r["macs"] <= 0.5 * r["baseline_macs"]  # ... what is reported is the full-size plan
+            assert r["planned_macs"] <= 0.5 * r["baseline_planned_macs"]  # ... the plan is full-size
+            assert r["trained_macs"] < 0.6 * r["baseline_trained_macs"]  # and the narrow model follows it
+        assert r["code_fingerprint"] and r["versions"]["cdp_tutorial"]  # which code produced it
     assert sorted(p.name for p in out.iterdir()) == ["results.jsonl", "runs"]  # no temporary files
     table = summarize(store.frame())
     assert list(table["mode"]) == ["baseline", "FA"] and (table.seeds == 2).all()
@@ -69,7 +73,7 @@ def test_sweep_end_to_end_then_rerun_skips(tmp_path, capsys):
 
     before = store.path.read_bytes()
     assert cli.main(argv) == 0
-    assert "4 of 4 runs already finished" in capsys.readouterr().out
+    assert "4 of 4 runs already finished" in capsys.readouterr().out  # and where: reused, not retrained
     assert store.path.read_bytes() == before  # nothing retrained, nothing rewritten
 
     assert cli.main(["summary", "--out", str(out), "--paper"]) == 0
@@ -111,23 +115,69 @@ def test_train_command_records_one_run(tmp_path, capsys):
                      "quick", *TINY, "--out", str(out)])
     assert code == 0
     (record,) = ResultsStore(out).records()
-    assert record["mode"] == "FA" and record["macs"] <= 0.4 * record["baseline_macs"]
+    assert record["mode"] == "FA" and record["planned_macs"] <= 0.4 * record["baseline_planned_macs"]
 
 
 def test_side_by_side_puts_the_papers_numbers_next_to_ours():
-    ours = summarize([
-        dict(key="b", model="vgg16", dataset="fixture", profile="quick", label="quick", method="cdp",
-             mode="baseline", target=None, seed=0, test_accuracy=0.8, params=100, macs=100,
-             memory_bytes=100, baseline_params=100, baseline_macs=100, baseline_memory_bytes=100),
-        dict(key="p", model="vgg16", dataset="fixture", profile="quick", label="quick", method="cdp",
-             mode="PA", target=0.3, seed=0, test_accuracy=0.75, params=30, macs=60, memory_bytes=50,
-             baseline_params=100, baseline_macs=100, baseline_memory_bytes=100),
-    ])
+    ours = summarize([_record("b", "cdp", "baseline", None, 0, 0.8, planned=(100, 100, 100)),
+                      _record("p", "cdp", "PA", 0.3, 0, 0.75, planned=(30, 60, 50))])
     row = side_by_side(ours).iloc[0]
     assert row["ours: reduction %"] == 70.0 and row["ours: accuracy change (pts)"] == -5.0
     assert row["paper: reduction %"] == 84.25 and row["paper: accuracy change (pts)"] == 1.76
     assert "2208.12816" in row["paper: source"]
     assert len(paper_table()) == 12
+
+
+def _record(key, method, mode, target, seed, accuracy, *, planned=None, trained=(100, 100, 100)):
+    """A run record as the store holds it (complexities: params, MACs, memory bytes)."""
+    record = dict(key=key, model="vgg16", dataset="fixture", profile="quick", label="quick", method=method,
+                  mode=mode, target=target, seed=seed, test_accuracy=accuracy, step=0.1)
+    for prefix, values, base in (("planned_", planned, (100, 100, 100)), ("trained_", trained, (100, 100, 100))):
+        for quantity, value, b in zip(("params", "macs", "memory_bytes"), values or (None,) * 3, base):
+            record[prefix + quantity] = value
+            record["baseline_" + prefix + quantity] = b if values else None
+    return record
+
+
+def test_summary_compares_planned_with_planned_and_trained_with_trained():
+    """A CDP row's plan is full-size, a ranking row's pruned model is narrow: columns keep them apart."""
+    table = summarize([_record("b", "cdp", "baseline", None, 0, 0.8, planned=(100, 100, 100)),
+                       _record("c", "cdp", "FA", 0.3, 0, 0.7, planned=(40, 30, 50), trained=(42, 31, 52)),
+                       _record("l", "l1", "FA", 0.3, 0, 0.6, planned=None, trained=(45, 29, 55))])
+    cdp, l1 = (table[(table.method == m) & (table["mode"] == "FA")].iloc[0] for m in ("cdp", "l1"))
+    assert cdp.planned_reduction_pct == 70 and cdp.trained_reduction_pct == 69
+    assert l1.trained_reduction_pct == 71 and l1.planned_reduction_pct != l1.planned_reduction_pct  # NaN: no plan
+
+
+def test_summary_refuses_a_run_recorded_twice_or_two_runs_of_one_seed():
+    run = _record("k", "cdp", "baseline", None, 0, 0.8, planned=(100, 100, 100))
+    with pytest.raises(ValueError, match="recorded twice.*'k'"):
+        summarize([run, run])
+    with pytest.raises(ValueError, match="two runs of one seed"):
+        summarize([run, {**run, "key": "k-from-other-code"}])
+
+
+def test_every_field_of_a_spec_is_part_of_its_key():
+    """A changed step, an exact target or a fine-tune setting is another run, never a finished one."""
+    (spec,) = make_specs("vgg16", ["FA"], [0.3], [0], profile="quick", baseline=False)
+    assert replace(spec, step=0.05).key != spec.key
+    assert replace(spec, target=0.3000001).key != spec.key
+    (ranking,) = make_specs("vgg16", ["FA"], [0.3], [0], profile="quick", baseline=False, methods=["l1"])
+    assert replace(ranking, finetune="once").key != ranking.key
+    assert replace(ranking, finetune_lr_scale=1.0).key != ranking.key
+    assert spec.key == make_specs("vgg16", ["FA"], [0.3], [0], profile="quick", baseline=False)[0].key
+
+
+@pytest.mark.parametrize("kwargs, error, message", [
+    (dict(epochs=0), ValueError, "epochs must be"),
+    (dict(batch_size=0), ValueError, "batch_size must be"),
+    (dict(train_size=0), ValueError, "train_size must be"),
+    (dict(epochs=2.7), TypeError, "epochs must be an integer"),
+    (dict(finetune="sometimes"), ValueError, "finetune must be one of"),
+])
+def test_an_explicit_zero_or_fraction_is_refused_not_replaced_by_the_default(kwargs, error, message):
+    with pytest.raises(error, match=message):
+        make_specs("vgg16", ["FA"], [0.3], [0], profile="quick", **kwargs)
 
 
 def test_command_line_profile_and_plan(tmp_path, capsys):
@@ -151,7 +201,7 @@ def test_specs_list_every_method_with_its_rounds():
                        iterations=3)
     assert [(s.method, s.iterations) for s in specs] == [
         ("cdp", 1), ("cdp", 1), ("uniform", 1), ("l1", 3), ("random", 3), ("pls", 3)]  # first: the baseline
-    assert len({s.key for s in specs}) == 6 and specs[-1].key.startswith("vgg16-fixture-FA-pls-t0.3-k3-")
+    assert len({s.key for s in specs}) == 6 and specs[-1].key.startswith("vgg16-fixture-FA-pls-t0.3-k3-rounds-")
     # the old spelling still makes the old runs (and the old keys, so finished runs are found)
     assert make_specs("vgg16", ["FA"], [0.3], [0], profile="quick", uniform=True) == specs[:3]
     with pytest.raises(ValueError, match="each method must be one of"):
@@ -170,8 +220,8 @@ def test_pls_run_prunes_the_trained_baseline_and_sits_beside_published_pls(tmp_p
     assert not list((out / "runs").glob("*/stage0-train"))
     assert pls["stages"][0]["test_accuracy"] == baseline["test_accuracy"]
     assert pls["stages"][0]["wall_time_s"] == pytest.approx(baseline["wall_time_s"])  # still counted
-    assert pls["macs"] <= 0.3 * pls["baseline_macs"]  # the budget, on the trained narrow models
-    assert pls["complexity_of"] == "the trained models (x0.125 width)" and "x0.125 width" in pls["label"]
+    assert pls["trained_macs"] <= 0.3 * pls["baseline_trained_macs"]  # the budget, on the trained narrow models
+    assert pd.isna(pls["planned_macs"]) and "x0.125 width" in pls["label"]  # no full-size plan exists
     assert [s["kind"] for s in pls["stages"]] == ["train", "prune+fine-tune"]
     assert pls["wall_time_s"] == pytest.approx(sum(s["wall_time_s"] for s in pls["stages"]))
     assert pls["epochs_trained"] == 2  # equal epochs per stage

@@ -227,6 +227,7 @@ def test_a_finished_run_dir_returns_the_stored_result_without_training(resumed, 
     (dict(batch_size=32), "batch_size"),
     (dict(recipe="modern"), "recipe.name: \"paper\" \\(stored\\) vs \"modern\" \\(now\\)"),
     (dict(model=lambda: keras.Model(*_wider_cnn())), "model architecture"),
+    (dict(model=lambda: tiny_cnn(seed=7)), "initial weights \\(hash\\)"),  # same architecture, other start
 ])
 def test_a_run_dir_holding_another_run_is_refused(resumed, data, change, message):
     args = dict(model=tiny_cnn, recipe="paper", epochs=4, batch_size=64, seed=0)
@@ -367,8 +368,8 @@ def test_a_recipe_made_from_numpy_numbers_is_json_ready():
     (dict(epochs=0), ValueError, "epochs must be an integer ≥ 1, got 0"),
     (dict(epochs=2.5), TypeError, "epochs must be an integer ≥ 1, got 2.5 \\(float\\)"),
     (dict(batch_size=0), ValueError, "batch_size must be an integer ≥ 1, got 0"),
-    (dict(seed=-1), ValueError, "seed must be an integer ≥ 0, got -1"),
-    (dict(seed="0"), TypeError, "seed must be an integer ≥ 0, got '0' \\(str\\)"),
+    (dict(seed=-1), ValueError, "seed must be an integer in \\[0, 4294967295\\], got -1"),
+    (dict(seed="0"), TypeError, "seed must be an integer in \\[0, 4294967295\\], got .0. \\(str\\)"),
     (dict(recipe="sgd"), ValueError, "unknown recipe 'sgd'"),
     (dict(verbose=3), ValueError, "verbose must be one of"),
     (dict(verbose=True), ValueError, "verbose must be one of"),

@@ -1,4 +1,4 @@
-"""Device results files: append records atomically, load any set of them, and draw Table 6.
+"""Device results files: append records safely, load any set of them, and draw Table 6.
 
 A results file is JSON lines, one measurement per line, each with its device record. The committed
 files live in ``data/devices/`` (see its README for sending yours back in a pull request); a user's
@@ -7,23 +7,21 @@ own files can be loaded beside them.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pandas as pd
 
-from cdp_tutorial.files import write_atomically
+from cdp_tutorial.store import RecordStore
 
 #: Where committed device results live, relative to the repository root.
 DEVICES_DIR = Path("data") / "devices"
 
 
 def append_record(path, record: dict) -> Path:
-    """Add one record to a JSON-lines file without ever leaving it half-written."""
-    path = Path(path)
-    old = path.read_bytes() if path.exists() else b""
-    line = (json.dumps(record, sort_keys=True, default=str) + "\n").encode("utf-8")
-    return write_atomically(path, lambda tmp: tmp.write_bytes(old + line))
+    """Add one record to a device results file (:class:`cdp_tutorial.store.RecordStore`: locked, never rewritten)."""
+    store = RecordStore(path)
+    store.append(record)
+    return store.path
 
 
 def _device_name(device: dict) -> str:
@@ -55,15 +53,8 @@ def load_results(*sources) -> pd.DataFrame:
         if not source.exists():
             raise FileNotFoundError(f"no device results at {source}")
         for path in sorted(source.glob("*.jsonl")) if source.is_dir() else [source]:
-            for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-                if not line.strip():
-                    continue
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as error:
-                    raise ValueError(f"{path}:{number} is not a JSON record ({error.msg})") from None
-                rows.append({**record, "device_name": _device_name(record.get("device", {})),
-                             "source_file": str(path)})
+            rows += [{**record, "device_name": _device_name(record.get("device", {})),
+                      "source_file": str(path)} for record in RecordStore(path).records()]
     return pd.DataFrame(rows)
 
 

@@ -1,20 +1,19 @@
 """Where edge measurements are kept: ``edge.jsonl`` in an output folder, one record per line.
 
-The same store as the training results (:class:`cdp_tutorial.experiments.ResultsStore`: every
-addition is written atomically, earlier records are never lost), under its own file name so that
-measurements and training runs do not mix.
+The package's one record store (:class:`cdp_tutorial.store.RecordStore`: locked appends that never
+rewrite earlier records), under its own file name so that measurements and training runs do not mix.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from cdp_tutorial.experiments import ResultsStore
+from cdp_tutorial.store import RecordStore
 
 EDGE_RESULTS_FILE = "edge.jsonl"
 
 
-class EdgeStore(ResultsStore):
+class EdgeStore(RecordStore):
     """``edge.jsonl`` in ``out_dir``: one measurement (with its device record) per line.
 
     Examples
@@ -24,5 +23,4 @@ class EdgeStore(ResultsStore):
     """
 
     def __init__(self, out_dir):
-        super().__init__(out_dir)
-        self.path = Path(out_dir) / EDGE_RESULTS_FILE
+        super().__init__(Path(out_dir) / EDGE_RESULTS_FILE)

@@ -173,6 +173,30 @@ class Recipe:
         return keras.optimizers.SGD(learning_rate=lr, momentum=self.momentum, nesterov=self.nesterov,
                                     weight_decay=decay)
 
+    def for_finetuning(self, lr_scale: float = 0.1) -> Recipe:
+        """The recipe a pruned, already trained model is fine-tuned with: ``lr_scale`` x the learning rate.
+
+        Criteria-based pruning fine-tunes at a lower rate than the initial training: Li et al. (2017,
+        "Pruning Filters for Efficient ConvNets", §4) retrain pruned CIFAR-10 networks at a constant
+        0.001 after training at 0.1; Jordao et al.'s PLS code (``arturjordao/PruningNeuralNetworks``,
+        ``main.py``) fine-tunes with RMSprop at 1e-4, a tenth of the paper recipe's 1e-3. A full
+        learning rate on trained weights throws them away (a fine-tune that collapses to chance is
+        the symptom). So: the same optimizer, augmentation and schedule shape, ``lr_scale`` x the
+        learning rate, no warm-up (the weights are trained already). The optimizer starts afresh
+        (its moments belong to filters that no longer exist), as both references do.
+
+        Examples
+        --------
+        >>> tuned = RECIPES["paper"].for_finetuning(0.1)
+        >>> tuned.name, tuned.optimizer, round(tuned.learning_rate, 6), tuned.warmup_epochs
+        ('paper-finetune', 'rmsprop', 0.0001, 0.0)
+        """
+        lr_scale = check_number(lr_scale, "lr_scale", minimum=0, include_minimum=False, maximum=1)
+        return dataclasses.replace(
+            self, name=f"{self.name}-finetune", learning_rate=round(self.learning_rate * lr_scale, 12),
+            warmup_epochs=0.0,
+            summary=f"{self.name} recipe at {lr_scale:g} x its learning rate, no warm-up (fine-tuning)")
+
     def to_dict(self) -> dict:
         """Plain dict (JSON-ready)."""
         return dataclasses.asdict(self)

@@ -8,9 +8,12 @@ run folder (:mod:`cdp_tutorial.training.rundir`) and the experiment store hold e
 from __future__ import annotations
 
 import dataclasses
+import functools
+import hashlib
 import platform
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -113,3 +116,18 @@ def library_versions() -> dict:
     return {"python": platform.python_version(), "tensorflow": tf.__version__,
             "keras": keras.__version__, "numpy": np.__version__,
             "cdp_tutorial": __version__}
+
+
+@functools.lru_cache(maxsize=1)
+def code_fingerprint() -> str:
+    """12 hex digits of SHA-256 over the package's Python sources: which code produced a result.
+
+    Stored in every run record beside :func:`library_versions`, so that a result reused later can be
+    told apart from one the current code would give (the package version changes only at releases).
+    """
+    package = Path(__file__).resolve().parents[1]
+    digest = hashlib.sha256()
+    for path in sorted(package.rglob("*.py")):
+        digest.update(str(path.relative_to(package)).encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]

@@ -11,8 +11,9 @@
 
 Every file is written to a temporary name (``.tmp-*``) and renamed into place, so an interruption
 leaves the previous version intact, never half a file. A folder whose ``config.json`` describes
-another run (other recipe, epochs, batch size, seed, data or architecture: :data:`IDENTITY_KEYS`) is
-refused, with a message naming each difference, rather than silently mixed with this one.
+another run (other recipe, epochs, batch size, seed, data, architecture or initial weights:
+:data:`IDENTITY_KEYS`) is refused, with a message naming each difference, rather than silently mixed
+with this one.
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ import numpy as np
 from cdp_tutorial.files import TMP_PREFIX, write_atomically, write_json_atomically
 from cdp_tutorial.training.result import TrainResult
 
-__all__ = ["CONFIG_FILE", "IDENTITY_KEYS", "RESULT_FILE", "STATE_FILE", "Progress", "RunDir", "run_config"]
+__all__ = ["CONFIG_FILE", "IDENTITY_KEYS", "RESULT_FILE", "STATE_FILE", "Progress", "RunDir", "run_config",
+           "weights_fingerprint"]
 
 CONFIG_FILE = "config.json"
 STATE_FILE = "state.json"
@@ -38,9 +40,10 @@ _CHECKPOINT_PATTERN = "checkpoint-e*.keras"
 # Config entries that make two runs different runs. The dataset's description and the versions are
 # recorded but not compared: rewording a label or upgrading numpy does not change what was trained.
 IDENTITY_KEYS = ("recipe", "epochs", "batch_size", "seed", "dataset", "train_size", "test_size",
-                 "data_fingerprint", "model_fingerprint")
+                 "data_fingerprint", "model_fingerprint", "initial_weights")
 _IDENTITY_LABELS = {"data_fingerprint": "data (hash of images and labels)",
-                    "model_fingerprint": "model architecture (hash)"}
+                    "model_fingerprint": "model architecture (hash)",
+                    "initial_weights": "initial weights (hash)"}
 
 
 @dataclass
@@ -225,8 +228,23 @@ def run_config(model, data, recipe, epochs, batch_size, seed, deterministic) -> 
         "data_fingerprint": _data_fingerprint(data),
         "model_name": model.name,
         "model_fingerprint": _model_fingerprint(model),
+        "initial_weights": weights_fingerprint(model),
         "params": int(model.count_params()),
     }
+
+
+def weights_fingerprint(model) -> str:
+    """16 hex digits of SHA-256 over a model's weights (shapes and values).
+
+    In a run's identity it is the weights training starts from: another seed's initialisation, or
+    (for a fine-tune) another pruned model, is another run, even with the same architecture.
+    """
+    digest = hashlib.sha256()
+    for weight in model.weights:
+        value = np.ascontiguousarray(keras.ops.convert_to_numpy(weight))
+        digest.update(str(value.shape).encode())
+        digest.update(value.data)
+    return digest.hexdigest()[:16]
 
 
 def _data_fingerprint(data) -> str:
