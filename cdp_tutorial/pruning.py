@@ -36,6 +36,7 @@ from cdp_tutorial.checks import (check_choice, check_fraction, check_int, check_
                                  check_seed)
 from cdp_tutorial.complexity import CostModel, Totals, bytes_per_element_of
 from cdp_tutorial.graph import analyse
+from cdp_tutorial.latency.planning import amount_text, latency_budget, latency_predictor, table_for
 from cdp_tutorial.plans import HISTORY_COLUMNS, PruningPlan
 from cdp_tutorial.sampling import normalize_mode, sample_layer, selection_probabilities
 
@@ -61,12 +62,14 @@ class PruningProblem:
     """
 
     def __init__(self, model, coupled: str = "skip", bytes_per_element=4, round_to: int = 1,
-                 ignored_layers=(), min_keep=None, memory: str = "stored"):
+                 ignored_layers=(), min_keep=None, memory: str = "stored", latency_table=None):
         check_choice(coupled, "coupled", COUPLED_CHOICES)
         round_to = check_int(round_to, "round_to", minimum=1)  # 1 = no rounding
         self.graph = analyse(model)
         ignored = self._check_ignored(ignored_layers)
         self.costs = CostModel(self.graph, bytes_per_element_of(bytes_per_element), memory)
+        # mode "latency": a measured table prices every layer (cdp_tutorial.latency), else None
+        self.latency = None if latency_table is None else latency_predictor(latency_table, model, self.costs)
         self.coupled = coupled
         self.round_to = int(round_to)
         self.baseline_widths = self.costs.baseline_widths.copy()
@@ -119,6 +122,8 @@ class PruningProblem:
         return self.costs.totals(widths)
 
     def total(self, widths: np.ndarray, mode: str) -> float:
+        if mode == "latency":
+            return self.latency.total_ms(widths)
         params, macs, memory = self.costs.layer_costs(widths)
         return float({"params": params, "flops": macs, "memory": memory}[mode].sum())
 
@@ -127,8 +132,11 @@ class PruningProblem:
 
         ``layer_costs`` may pass ``self.costs.layer_costs(widths)`` if already computed.
         """
-        params, macs, memory = layer_costs or self.costs.layer_costs(widths)
-        per_layer = {"params": params, "flops": macs, "memory": memory}[mode]
+        if mode == "latency":  # a layer's predicted milliseconds (its block: conv + BN + ReLU [+ pool])
+            per_layer = self.latency.layer_ms(widths)
+        else:
+            params, macs, memory = layer_costs or self.costs.layer_costs(widths)
+            per_layer = {"params": params, "flops": macs, "memory": memory}[mode]
         x = self.unit_matrix @ per_layer
         x[widths[self.unit_columns] <= self.min_widths] = 0.0
         return x
@@ -158,7 +166,7 @@ class PruningProblem:
         return w
 
 
-def layer_weights(model, mode, coupled: str = "skip") -> pd.Series:
+def layer_weights(model, mode, coupled: str = "skip", latency_table=None) -> pd.Series:
     """Selection probability of every prunable conv layer of ``model`` for ``mode``, for teaching.
 
     Parameters
@@ -168,6 +176,8 @@ def layer_weights(model, mode, coupled: str = "skip") -> pd.Series:
         ``"params"``/``"PA"``, ``"flops"``/``"FA"`` or ``"memory"``/``"MA"``.
     coupled : {"skip", "tie"}
         How convs tied by an ``Add`` are treated (see :func:`cdp_tutorial.plan_pruning`).
+    latency_table : cdp_tutorial.latency.LatencyTable, optional
+        Required by mode ``"LA"``: a layer's weight is then its share of the predicted latency.
 
     Returns
     -------
@@ -181,8 +191,9 @@ def layer_weights(model, mode, coupled: str = "skip") -> pd.Series:
     >>> float(round(w.sum(), 6))
     1.0
     """
-    problem = PruningProblem(model, coupled=coupled)
-    x = problem.unit_complexities(problem.baseline_widths, normalize_mode(mode))
+    mode = normalize_mode(mode)
+    problem = PruningProblem(model, coupled=coupled, latency_table=table_for(mode, latency_table))
+    x = problem.unit_complexities(problem.baseline_widths, mode)
     return pd.Series(selection_probabilities(x), index=problem.unit_names, name=f"w ({mode})")
 
 
@@ -194,7 +205,8 @@ def _resolve_budget(problem, mode, target, budget):
     if (target is None) == (budget is None):
         raise ValueError(
             "give exactly one of target (a fraction of the baseline, e.g. target=0.3) or "
-            "budget (an absolute number of parameters, MACs or bytes)"
+            + ("latency_ms (a budget in milliseconds of predicted latency)" if mode == "latency" else
+               "budget (an absolute number of parameters, MACs or bytes)")
         )
     if target is not None:
         target = check_fraction(target, "target")
@@ -202,7 +214,8 @@ def _resolve_budget(problem, mode, target, budget):
     budget = check_number(budget, "budget", minimum=0, include_minimum=False)
     if budget >= baseline:
         raise ValueError(
-            f"budget {budget:,.0f} is not below the model's {mode} total {baseline:,.0f}: nothing to prune"
+            f"budget {amount_text(budget, mode)} is not below the model's {mode} total {amount_text(baseline, mode)}: "
+            "nothing to prune"
         )
     return None, float(budget), baseline
 
@@ -211,8 +224,8 @@ def _check_reachable(problem, mode, budget, baseline):
     lowest = problem.total(problem.minimum_widths(), mode)
     if lowest > budget:
         raise ValueError(
-            f"{mode} budget {budget:,.0f} ({budget / baseline:.2%} of baseline) is unreachable: with "
-            f"every prunable layer at its minimum width the model still has {lowest:,.0f} "
+            f"{mode} budget {amount_text(budget, mode)} ({budget / baseline:.2%} of baseline) is unreachable: with "
+            f"every prunable layer at its minimum width the model still has {amount_text(lowest, mode)} "
             f"({lowest / baseline:.2%}); the lowest reachable target is {lowest / baseline:.4f}"
             + (". Try coupled='tie' to prune residual channels too" if problem.coupled == "skip"
                and any(g.coupled for g in problem.graph.groups.values()) else "")
@@ -221,7 +234,8 @@ def _check_reachable(problem, mode, budget, baseline):
 
 def plan_pruning(model, mode, target=None, *, budget=None, step: float = 0.1, seed=None,
                  coupled: str = "skip", round_to: int = 1, bytes_per_element=4,
-                 ignored_layers=(), min_keep=None, memory: str = "stored") -> PruningPlan:
+                 ignored_layers=(), min_keep=None, memory: str = "stored", latency_table=None,
+                 latency_ms=None) -> PruningPlan:
     """Run the paper's Algorithm 1 on ``model``'s shapes and return a :class:`PruningPlan`.
 
     Parameters
@@ -229,9 +243,12 @@ def plan_pruning(model, mode, target=None, *, budget=None, step: float = 0.1, se
     model : keras.Model
         The unpruned model (Sequential or functional, one input).
     mode : str
-        ``"params"``/``"PA"``, ``"flops"``/``"FA"`` or ``"memory"``/``"MA"`` (any case).
+        ``"params"``/``"PA"``, ``"flops"``/``"FA"``, ``"memory"``/``"MA"`` (any case), or
+        ``"latency"``/``"LA"``: latency-aware, priced by ``latency_table`` (not in the paper; see
+        :mod:`cdp_tutorial.latency`).
     target : float, optional
-        Required complexity as a fraction of the baseline, in (0, 1): ``0.3`` keeps 30 %.
+        Required complexity as a fraction of the baseline, in (0, 1): ``0.3`` keeps 30 %. In mode
+        LA, a fraction of the unpruned model's *predicted* latency.
     budget : float, optional
         Required complexity as an absolute number instead (parameters, MACs or bytes).
         Give exactly one of ``target`` and ``budget``.
@@ -255,6 +272,10 @@ def plan_pruning(model, mode, target=None, *, budget=None, step: float = 0.1, se
         ``{layer name: fraction}`` for some layers only. A tied group takes its largest floor.
     memory : {"stored", "eq5"}, default "stored"
         What the memory count includes (see :mod:`cdp_tutorial.complexity`); recorded in the plan.
+    latency_table : cdp_tutorial.latency.LatencyTable, optional
+        Mode LA only (and required there): the measured per-layer latency that prices every step.
+    latency_ms : float, optional
+        Mode LA: an absolute budget in milliseconds of predicted latency, instead of ``target``.
 
     Returns
     -------
@@ -267,7 +288,9 @@ def plan_pruning(model, mode, target=None, *, budget=None, step: float = 0.1, se
     ValueError
         For an unknown mode, a target outside (0, 1), a step outside (0, 1), a model with no prunable
         conv, or a budget below what the model can reach (the message names the lowest reachable target),
-        an ``ignored_layers`` name that is not a conv layer, or a ``min_keep`` outside [0, 1].
+        an ``ignored_layers`` name that is not a conv layer, or a ``min_keep`` outside [0, 1];
+        mode LA without a latency table (or a table without mode LA), or a table that does not cover
+        the model's layers or widths.
 
     Examples
     --------
@@ -280,9 +303,10 @@ def plan_pruning(model, mode, target=None, *, budget=None, step: float = 0.1, se
     mode = normalize_mode(mode)
     step = check_fraction(step, "step")
     seed = check_seed(seed, allow_none=True)
+    budget = latency_budget(mode, budget, latency_ms)
     problem = PruningProblem(model, coupled=coupled, bytes_per_element=bytes_per_element,
                              round_to=round_to, ignored_layers=ignored_layers, min_keep=min_keep,
-                             memory=memory)
+                             memory=memory, latency_table=table_for(mode, latency_table))
     target, budget, baseline = _resolve_budget(problem, mode, target, budget)
     _check_reachable(problem, mode, budget, baseline)
     if seed is None:
@@ -292,8 +316,8 @@ def plan_pruning(model, mode, target=None, *, budget=None, step: float = 0.1, se
     widths = problem.baseline_widths.copy()
     rows = []
     costs = problem.costs.layer_costs(widths)  # (params, macs, memory) per layer, reused below
-    index = {"params": 0, "flops": 1, "memory": 2}[mode]
-    current = costs[index].sum()
+    index = {"params": 0, "flops": 1, "memory": 2}.get(mode)  # None: latency, priced by the table
+    current = costs[index].sum() if index is not None else problem.total(widths, mode)
     while current > budget:
         probabilities = selection_probabilities(problem.unit_complexities(widths, mode, costs))
         unit = sample_layer(probabilities, rng)
@@ -302,7 +326,7 @@ def plan_pruning(model, mode, target=None, *, budget=None, step: float = 0.1, se
         widths[col] = max(problem.shrink(before, step), problem.min_widths[unit])
         costs = problem.costs.layer_costs(widths)
         params, macs, memory = (float(c.sum()) for c in costs)
-        current = (params, macs, memory)[index]
+        current = (params, macs, memory)[index] if index is not None else problem.total(widths, mode)
         rows.append((len(rows) + 1, problem.unit_names[unit], float(probabilities[unit]), before,
                      int(widths[col]), round(params), round(macs), round(memory),
                      current / baseline))
@@ -313,7 +337,8 @@ def plan_pruning(model, mode, target=None, *, budget=None, step: float = 0.1, se
 
 def plan_uniform(model, mode, target=None, *, budget=None, coupled: str = "skip",
                  round_to: int = 1, bytes_per_element=4, ignored_layers=(),
-                 min_keep=None, memory: str = "stored") -> PruningPlan:
+                 min_keep=None, memory: str = "stored", latency_table=None,
+                 latency_ms=None) -> PruningPlan:
     """Uniform width scaling at the same budget: every prunable layer keeps the same fraction.
 
     The baseline the paper leaves open: is complexity-driven allocation better than simply making
@@ -322,9 +347,10 @@ def plan_uniform(model, mode, target=None, *, budget=None, coupled: str = "skip"
     """
     check_model(model)
     mode = normalize_mode(mode)
+    budget = latency_budget(mode, budget, latency_ms)
     problem = PruningProblem(model, coupled=coupled, bytes_per_element=bytes_per_element,
                              round_to=round_to, ignored_layers=ignored_layers, min_keep=min_keep,
-                             memory=memory)
+                             memory=memory, latency_table=table_for(mode, latency_table))
     target, budget, baseline = _resolve_budget(problem, mode, target, budget)
     _check_reachable(problem, mode, budget, baseline)
     cols, base = problem.unit_columns, problem.baseline_widths[problem.unit_columns]
@@ -348,7 +374,7 @@ def plan_uniform(model, mode, target=None, *, budget=None, coupled: str = "skip"
 
 
 def _make_plan(model, problem, mode, target, budget, step, seed, widths, history, method):
-    return PruningPlan(
+    plan = PruningPlan(
         model_name=model.name, mode=mode, target=target, budget=budget, step=step, seed=seed,
         coupled=problem.coupled, round_to=problem.round_to,
         bytes_per_element=problem.costs.bytes_per_element, memory=problem.costs.memory,
@@ -358,3 +384,6 @@ def _make_plan(model, problem, mode, target, budget, step, seed, widths, history
         history=history, method=method,
         tied=[layers for layers in problem.unit_layers if len(layers) > 1],
     )
+    if problem.latency is not None:  # mode LA: the predicted milliseconds before and after
+        plan.latency = problem.latency.plan_record(problem.baseline_widths, widths)
+    return plan

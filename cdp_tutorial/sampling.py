@@ -22,14 +22,15 @@ MODES = {
     "params": "params", "parameters": "params", "pa": "params", "parameter-aware": "params",
     "flops": "flops", "macs": "flops", "fa": "flops", "flops-aware": "flops",
     "memory": "memory", "mem": "memory", "ma": "memory", "memory-aware": "memory",
+    "latency": "latency", "la": "latency", "latency-aware": "latency",
 }
 
-#: The paper's abbreviation for each mode.
-ABBREVIATIONS = {"params": "PA", "flops": "FA", "memory": "MA"}
+#: The paper's abbreviation for each mode; latency-aware (LA, :mod:`cdp_tutorial.latency`) is ours.
+ABBREVIATIONS = {"params": "PA", "flops": "FA", "memory": "MA", "latency": "LA"}
 
 
 def normalize_mode(mode) -> str:
-    """Canonical mode name (``"params"``, ``"flops"`` or ``"memory"``) for any accepted spelling.
+    """Canonical mode name (``"params"``, ``"flops"``, ``"memory"`` or ``"latency"``) for any accepted spelling.
 
     >>> normalize_mode("FA")
     'flops'
@@ -37,7 +38,8 @@ def normalize_mode(mode) -> str:
     key = str(mode).strip().lower() if isinstance(mode, str) else None
     if key not in MODES:
         raise ValueError(
-            f"unknown mode {mode!r}; use 'params' (PA), 'flops' (FA) or 'memory' (MA), in any case"
+            f"unknown mode {mode!r}; use 'params' (PA), 'flops' (FA), 'memory' (MA) or 'latency' "
+            "(LA, with a measured latency table), in any case"
         )
     return MODES[key]
 

@@ -9,14 +9,15 @@ from cdp_tutorial.sampling import normalize_mode, sample_layer, selection_probab
 
 
 @pytest.mark.parametrize("alias, mode", [("PA", "params"), ("parameters", "params"), ("fa", "flops"),
-                                         ("FLOPs", "flops"), ("Ma", "memory"), ("memory", "memory")])
+                                         ("FLOPs", "flops"), ("Ma", "memory"), ("memory", "memory"),
+                                         ("LA", "latency"), ("latency-aware", "latency")])
 def test_mode_aliases(alias, mode):
     assert normalize_mode(alias) == mode
 
 
-@pytest.mark.parametrize("bad", ["latency", "", None, 3])
+@pytest.mark.parametrize("bad", ["speed", "", None, 3])
 def test_unknown_mode(bad):
-    with pytest.raises(ValueError, match="'params' \\(PA\\), 'flops' \\(FA\\) or 'memory' \\(MA\\)"):
+    with pytest.raises(ValueError, match="'params' \\(PA\\), 'flops' \\(FA\\), 'memory' \\(MA\\) or 'latency' \\(LA"):
         normalize_mode(bad)
 
 

@@ -184,7 +184,7 @@ def litert_predict(interpreter, images) -> np.ndarray:
     """
     images = np.asarray(images, dtype=np.float32)
     inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
-    if images.ndim != 4 or tuple(images.shape[1:]) != tuple(inp["shape"][1:]):
+    if images.ndim != len(inp["shape"]) or tuple(images.shape[1:]) != tuple(inp["shape"][1:]):
         raise ValueError(f"images must be shaped (N, {', '.join(map(str, inp['shape'][1:]))}), "
                          f"got {images.shape}")
     logits = []

@@ -1,0 +1,62 @@
+"""Time LiteRT files in a process of their own: ``python -I worker.py JOB.json RESULT.json``.
+
+This file is run as a script, never imported by the package, and imports only the standard
+library, NumPy and ``ai_edge_litert``: a process that has imported TensorFlow keeps its thread
+pools and memory, and timing there was up to 2x off on a shared machine (issue 21's probe).
+(:func:`cdp_tutorial.edge.time_calls`, the package's timer, cannot be used here for that reason:
+importing anything from ``cdp_tutorial`` loads TensorFlow. The loop below is the same: warm-up,
+then one call at a time between two ``perf_counter`` reads.)
+
+The job (JSON): ``files``, ``threads``, ``warmup``, ``rounds``, ``repeats``, ``seed``. Every round
+visits every file once, in a fresh random order (so that load from other processes hits all files
+alike): load the interpreter, ``warmup`` untimed calls, ``repeats`` timed calls, keep their median.
+The result (JSON): ``{"ms": {file: [one median per round]}, "litert": version, "load": [...]}``.
+"""
+
+import json
+import os
+import sys
+import time
+from importlib.metadata import version
+
+import numpy as np
+from ai_edge_litert.interpreter import Interpreter
+
+
+def round_median_ms(path, threads, warmup, repeats, rng):
+    """Median wall time (ms) of ``repeats`` batch-1 calls of one file, after ``warmup`` calls."""
+    interpreter = Interpreter(model_path=path, num_threads=threads)
+    interpreter.allocate_tensors()
+    detail = interpreter.get_input_details()[0]
+    interpreter.set_tensor(detail["index"], rng.standard_normal(detail["shape"]).astype(np.float32))
+    for _ in range(warmup):
+        interpreter.invoke()
+    seconds = np.empty(repeats)
+    for i in range(repeats):
+        start = time.perf_counter()
+        interpreter.invoke()
+        seconds[i] = time.perf_counter() - start
+    return float(np.median(seconds) * 1e3)
+
+
+def main(job_path, result_path):
+    with open(job_path, encoding="utf-8") as f:
+        job = json.load(f)
+    rng = np.random.default_rng(job["seed"])
+    files = list(job["files"])
+    times = {path: [] for path in files}
+    load = [os.getloadavg()[0]]
+    for _ in range(job["rounds"]):
+        for i in rng.permutation(len(files)):
+            times[files[i]].append(round_median_ms(files[i], job["threads"], job["warmup"],
+                                                   job["repeats"], rng))
+        load.append(os.getloadavg()[0])
+    result = {"ms": times, "litert": version("ai-edge-litert"), "load": load,
+              "tensorflow_imported": "tensorflow" in sys.modules}
+    with open(result_path + ".part", "w", encoding="utf-8") as f:
+        json.dump(result, f)
+    os.replace(result_path + ".part", result_path)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2])
