@@ -8,17 +8,37 @@ producer
     width (``filters``/``units``). A ``Dense`` on a flat vector (a classifier head) is never pruned;
     a ``Dense`` applied at every position of a feature map is a 1×1 conv and may be.
 depthwise
-    ``DepthwiseConv1D/2D``: output channels = input channels × ``depth_multiplier``.
+    ``DepthwiseConv1D/2D``: output channels = input channels × ``depth_multiplier``. A
+    ``Conv2D(groups=g)`` with one input channel per group (``g`` = input channels, ConvMixer's
+    and ResNeXt's depthwise conv) is the same thing: its channels follow its input, and pruning
+    sets both ``groups`` and ``filters``.
+grouped
+    ``Conv1D/2D/3D(groups=g)`` with ``a > 1`` input channels per group: conv group ``i`` reads
+    input block ``i`` and writes its own block of ``filters/g`` outputs. Its channels follow its
+    input *in whole conv groups*: the layer before it loses whole blocks of ``a`` channels
+    (the planner prunes that group in multiples of ``a``), and ``groups`` shrinks with it.
+    Reading a concatenation, it freezes what it reads (the blocks would straddle the parts).
 channelwise
     Channel ``c`` out depends on channel ``c`` in only: normalisation over the channel axis,
     activations (layers or raw element-wise ops with scalar constants), dropout, pooling,
     padding, resizing. Layers that need the channel count intact (``GroupNormalization``,
-    a ``Rescaling`` with one scale per channel) pass channels through but freeze them.
+    a ``Rescaling`` with one scale per channel) pass channels through but freeze them. A
+    ``Reshape`` that keeps the last axis (squeeze-excite's ``Reshape((1, 1, C))``, MobileViT's
+    unfolding into patches) and raw ``expand_dims``/``squeeze``/``reshape`` ops that do are
+    channel-wise too: in channels-last memory, element ``p*C + c`` keeps its channel ``c``
+    whatever the positions become. Pruning edits the channel entry of the target shape.
 merge
     ``Add``, ``Multiply`` … (layers or raw ops on two tensors): inputs whose channel axis equals
     the output's are tied to one width; an input with one channel that broadcasts is not.
+    An ``Add``-like merge is a *residual* tie (``coupled="skip"`` leaves it whole, as the paper
+    leaves residual connections); a ``Multiply`` (a squeeze-excite or attention gate) ties
+    the convs it multiplies into one unit that always shrinks as a whole.
 concat / flatten
     channels are stacked / repeated once per spatial position (channels-last: ``p*C + c``).
+attention
+    ``MultiHeadAttention``: its heads and key sizes are not pruned, so what it reads is frozen
+    and its output starts a new, frozen group; its MACs are counted exactly (see
+    :mod:`cdp_tutorial.layer_costs`).
 unknown
     anything else: its inputs are frozen (we cannot tell how it maps channels) and its outputs
     start new, frozen groups. Counting and pruning stay correct, only less is pruned.
@@ -56,6 +76,11 @@ CHANNELWISE = (
 )
 #: Layers that map channel c to channel c but need all channels (their weights or groups would break).
 FREEZING_PASSTHROUGH = (L.GroupNormalization, L.UnitNormalization)
+#: Merges that gate rather than add: they tie channels but are no residual connection.
+GATES = (L.Multiply,)
+ATTENTION = (L.MultiHeadAttention,)
+#: Raw ``keras.ops`` that only rearrange axes (lower-case class names).
+RESHAPE_OPS = frozenset({"reshape", "expanddims", "squeeze"})
 
 #: Raw ``keras.ops`` element-wise operations (class names, lower case): one output channel per input
 #: channel when every other argument is a scalar.
@@ -68,14 +93,53 @@ ELEMENTWISE_OPS = frozenset("""
 BINARY_OPS = frozenset("add subtract multiply divide truedivide maximum minimum power".split())
 
 
-def channels(shape) -> int:
-    """Channel count of a channels-last shape (1 for a scalar per example)."""
-    return int(shape[-1]) if len(shape) > 1 else 1
+def channels(shape) -> int | None:
+    """Channel count of a channels-last shape (1 for a scalar per example; ``None`` if unknown)."""
+    if len(shape) <= 1:
+        return 1
+    return None if shape[-1] is None else int(shape[-1])
 
 
-def positions(shape) -> int:
-    """Spatial positions per channel of a channels-last shape (``H*W``; 1 for a flat vector)."""
-    return int(np.prod([int(d) for d in shape[1:-1]])) if len(shape) > 2 else 1
+def positions(shape) -> int | None:
+    """Spatial positions per channel of a channels-last shape (``H*W``; 1 for a flat vector).
+
+    ``None`` when a spatial size is unknown (a model built on ``(None, None, 3)``).
+    """
+    if len(shape) <= 2:
+        return 1
+    if any(d is None for d in shape[1:-1]):
+        return None
+    return int(np.prod([int(d) for d in shape[1:-1]]))
+
+
+def conv_group_sizes(op, in_channels: int) -> tuple[int, int]:
+    """``(input channels, filters)`` per conv group of a grouped conv (``(C_in, filters)`` if not)."""
+    groups = int(getattr(op, "groups", 1) or 1)
+    return in_channels // groups, int(op.filters) // groups
+
+
+def is_gate(op) -> bool:
+    """A merge that multiplies (a squeeze-excite or attention gate) rather than adds."""
+    if isinstance(op, keras.layers.Layer):
+        return isinstance(op, GATES)
+    return type(op).__name__.lower() == "multiply"
+
+
+def is_reshape(op) -> bool:
+    """A ``Reshape`` layer or a raw ``reshape``/``expand_dims``/``squeeze`` op."""
+    if isinstance(op, keras.layers.Layer):
+        return isinstance(op, L.Reshape)
+    return type(op).__name__.lower() in RESHAPE_OPS
+
+
+def reshape_keeps_channels(op, in_shape, out_shape) -> bool:
+    """A reshape whose last axis is the input's channel axis, whole: channel ``c`` stays ``c``.
+
+    In channels-last memory element ``(p, c)`` sits at ``p*C + c``; a reshape to ``(..., C)``
+    regroups the positions ``p`` only (adding or removing unit axes is the common case).
+    """
+    return (is_reshape(op) and len(in_shape) > 1 and len(out_shape) > 1
+            and in_shape[-1] is not None and in_shape[-1] == out_shape[-1])
 
 
 def check_channels_last(operation) -> None:

@@ -29,13 +29,19 @@ FLOPs-aware mode use MACs, like the paper.
 
 **Other layers.** Depthwise convs count :math:`K^2 C H W` MACs (one filter per channel, times the
 depth multiplier); separable convs count their depthwise and pointwise parts; grouped convs divide
-by the group count; dense layers count ``in × out`` (times the positions they are applied at).
-Every other layer with weights (batch, layer and group norm, ``Normalization``, ``PReLU`` …)
-contributes its parameters, per channel where they are per channel, so ``totals.params ==
-model.count_params()`` for every model, but no MACs and no activation memory (batch norm is folded
-into the preceding conv at deployment). Activations, pooling, merges and reshapes cost nothing
-here. A layer whose arithmetic we cannot see (attention, recurrent layers) has its parameters
-counted, its MACs counted as zero, and is named in one warning.
+by the group count; dense layers count ``in × out`` (times the positions they are applied at);
+``MultiHeadAttention`` counts its projections, scores, weighted sum and output projection (the
+formula is in :mod:`cdp_tutorial.layer_costs`). Every other layer with weights (batch, layer and
+group norm, ``Normalization``, ``PReLU`` …) contributes its parameters, per channel where they are
+per channel, so ``totals.params == model.count_params()`` for every model, but no MACs and no
+activation memory (batch norm is folded into the preceding conv at deployment). Activations,
+pooling, merges and reshapes cost nothing here. A layer whose arithmetic we cannot see (recurrent
+layers, custom layers with weights) has its parameters counted, its MACs counted as zero, and is
+named in one warning.
+
+**Unknown input sizes.** MACs and activation memory depend on the spatial sizes, so a model built
+on ``keras.Input((None, None, 3))`` is counted at the size you give: ``profile(model,
+input_shape=(64, 64, 3))``; without one, :func:`profile` refuses it and says so.
 
 Every count is a function of the channel widths, :math:`\text{cost} = a\,C_{in}C_{out} + b\,C_{out} + c\,C_{in} + d`,
 which is what lets Algorithm 1 (:mod:`cdp_tutorial.pruning`) re-count a whole model in microseconds
@@ -47,15 +53,13 @@ from __future__ import annotations
 import warnings
 from dataclasses import asdict, dataclass
 
-import keras
 import numpy as np
 import pandas as pd
 
-from cdp_tutorial import channel_rules as rules
 from cdp_tutorial.checks import check_choice
 from cdp_tutorial.graph import ChannelGraph, analyse
+from cdp_tutorial.layer_costs import layer_cost
 
-L = keras.layers
 
 #: Named precisions for ``bytes_per_element``.
 PRECISIONS = {"fp32": 4, "float32": 4, "fp16": 2, "float16": 2, "bf16": 2, "int8": 1}
@@ -114,74 +118,6 @@ class Totals:
         return self.mode_total(mode)
 
 
-# --------------------------------------------------------------------------------------------
-# Per-layer cost coefficients
-# --------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class _Cost:
-    """``params = p_io*in*out + p_o*out + p_i*in + p_c``; ``macs`` likewise; ``act*out`` output elements."""
-
-    p_io: float = 0
-    p_o: float = 0
-    p_i: float = 0
-    p_c: float = 0
-    m_io: float = 0
-    m_o: float = 0
-    m_i: float = 0
-    act: float = 0
-    kernel: str = ""
-    pk_o: float = 0  # the kernel part of p_o (a depthwise kernel): what memory="eq5" counts per out channel
-
-
-def _layer_cost(info) -> _Cost | None:
-    """Cost coefficients of one layer, or ``None`` if it has no weights and does no MACs."""
-    layer, pos = info.layer, info.out_positions
-    if isinstance(layer, rules.SEPARABLE_CONVS):
-        k, m = int(np.prod(layer.kernel_size)), int(layer.depth_multiplier)
-        return _Cost(p_io=m, p_o=int(layer.use_bias), p_i=k * m,
-                     m_io=m * pos, m_i=k * m * pos, act=pos, kernel=_kernel_text(layer))
-    if isinstance(layer, rules.DEPTHWISE):
-        k = int(np.prod(layer.kernel_size))
-        return _Cost(p_o=k + int(layer.use_bias), pk_o=k, m_o=k * pos, act=pos,
-                     kernel=_kernel_text(layer) + " dw")
-    if isinstance(layer, rules.TRANSPOSED_CONVS):
-        # every *input* position scatters a K-sized kernel: MACs = K C_in C_out H_in W_in
-        k = int(np.prod(layer.kernel_size))
-        return _Cost(p_io=k, p_o=int(layer.use_bias), m_io=k * info.in_positions, act=pos,
-                     kernel=_kernel_text(layer) + " T")
-    if isinstance(layer, rules.CONVS):
-        k = int(np.prod(layer.kernel_size)) / int(layer.groups)
-        return _Cost(p_io=k, p_o=int(layer.use_bias), m_io=k * pos, act=pos,
-                     kernel=_kernel_text(layer))
-    if isinstance(layer, L.Dense):
-        # a Dense on an (N, H, W, C) tensor is applied at every position
-        return _Cost(p_io=1, p_o=int(layer.use_bias), m_io=info.in_positions, act=pos)
-    return _weights_cost(info)
-
-
-def _kernel_text(layer) -> str:
-    return "x".join(str(int(k)) for k in layer.kernel_size)
-
-
-def _weights_cost(info) -> _Cost | None:
-    """Any other layer: its stored numbers, per output channel where a weight's last axis is the
-    channel axis (batch norm's gamma, beta, moving mean and variance; a PReLU's slopes), else as a
-    constant (a ``Normalization``'s sample count, anything inside a frozen layer)."""
-    weights = getattr(info.layer, "weights", None) or []
-    if not weights:
-        return None
-    width = rules.channels(info.out_shape)
-    per_channel = constant = 0.0
-    for w in weights:
-        shape = tuple(int(d) for d in w.shape)
-        size = int(np.prod(shape)) if shape else 1
-        if shape and shape[-1] == width and info.role == "channelwise":
-            per_channel += size / width
-        else:
-            constant += size
-    return _Cost(p_o=per_channel, p_c=constant)
-
-
 _COLUMNS = ["name", "type", "kernel", "in_channels", "out_channels", "output_size",
             "params", "macs", "flops", "memory_bytes"]
 
@@ -198,6 +134,7 @@ class CostModel:
     """
 
     def __init__(self, graph: ChannelGraph, bytes_per_element: int = 4, memory: str = "stored"):
+        graph.require_sizes()
         self.graph = graph
         self.bytes_per_element = bytes_per_element
         self.memory = check_choice(memory, "memory", MEMORY_CHOICES)
@@ -207,7 +144,7 @@ class CostModel:
 
         names, costs, a_in, a_out, self.unsupported = [], [], [], [], []
         for info in graph.layers.values():
-            cost = _layer_cost(info)
+            cost = layer_cost(info)
             if info.role == "unknown" and getattr(info.layer, "weights", None):
                 self.unsupported.append(f"{info.name} ({type(info.layer).__name__})")
             if cost is None:
@@ -229,8 +166,8 @@ class CostModel:
         self.a_out = np.array(a_out).reshape(len(names), len(col))
         get = lambda field: np.array([getattr(c, field) for c in costs], float)  # noqa: E731
         self._p = [get(f) for f in ("p_io", "p_o", "p_i", "p_c")]
-        self._pk_o = get("pk_o")
-        self._m = [get(f) for f in ("m_io", "m_o", "m_i")]
+        self._pk_o, self._pk_c = get("pk_o"), get("pk_c")
+        self._m = [get(f) for f in ("m_io", "m_o", "m_i", "m_c")]
         self._act = get("act")
 
     def layer_costs(self, widths: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -238,11 +175,11 @@ class CostModel:
         cin = self.a_in @ widths
         cout = self.a_out @ widths
         p_io, p_o, p_i, p_c = self._p
-        m_io, m_o, m_i = self._m
+        m_io, m_o, m_i, m_c = self._m
         params = p_io * cin * cout + p_o * cout + p_i * cin + p_c
-        macs = m_io * cin * cout + m_o * cout + m_i * cin
+        macs = m_io * cin * cout + m_o * cout + m_i * cin + m_c
         stored = params if self.memory == "stored" else (
-            p_io * cin * cout + p_i * cin + self._pk_o * cout)  # Eq. 5: kernel weights only
+            p_io * cin * cout + p_i * cin + self._pk_o * cout + self._pk_c)  # Eq. 5: kernel weights only
         memory = self.bytes_per_element * (stored + self._act * cout)
         return params, macs, memory
 
@@ -304,7 +241,7 @@ class ComplexityReport:
         return f"ComplexityReport({self.summary()}, {len(self.layers)} layers)"
 
 
-def profile(model, bytes_per_element=4, memory: str = "stored") -> ComplexityReport:
+def profile(model, bytes_per_element=4, memory: str = "stored", *, input_shape=None) -> ComplexityReport:
     """Count the parameters, MACs, FLOPs and memory of every layer of a Keras model.
 
     Parameters
@@ -317,6 +254,10 @@ def profile(model, bytes_per_element=4, memory: str = "stored") -> ComplexityRep
     memory : {"stored", "eq5"}, default "stored"
         ``"stored"``: weights (biases and batch norm included) plus activations; ``"eq5"``: the
         paper's Eq. 5, kernel weights plus activations of conv and dense layers only.
+    input_shape : tuple of int, optional
+        The input size to count at, without the batch axis, for a model built on unknown sizes
+        (``keras.Input((None, None, 3))``): ``(224, 224, 3)``. It must agree with every size the
+        model fixes. MACs and memory grow with the spatial size; parameters do not.
 
     Returns
     -------
@@ -329,7 +270,8 @@ def profile(model, bytes_per_element=4, memory: str = "stored") -> ComplexityRep
         If ``model`` is not a ``keras.Model``.
     ValueError
         If the model is not built, has several inputs, or ``bytes_per_element`` or ``memory`` is
-        invalid.
+        invalid; if its input sizes are unknown and no ``input_shape`` is given (the message says
+        what to pass), or ``input_shape`` disagrees with the model's input.
 
     Examples
     --------
@@ -339,7 +281,7 @@ def profile(model, bytes_per_element=4, memory: str = "stored") -> ComplexityRep
     313725952
     """
     bpe = bytes_per_element_of(bytes_per_element)
-    costs = CostModel(analyse(model), bpe, memory)
+    costs = CostModel(analyse(model, input_shape), bpe, memory)
     if costs.unsupported:
         warnings.warn(
             "MACs counted as zero (layer type not supported by the complexity counter; its "

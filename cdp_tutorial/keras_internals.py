@@ -16,7 +16,7 @@ from __future__ import annotations
 import keras
 
 __all__ = ["call_count", "is_input_node", "node_arguments", "node_input_tensors",
-           "node_output_tensors", "producer_of"]
+           "node_output_shapes", "node_output_tensors", "producer_of"]
 
 
 def producer_of(tensor):
@@ -72,6 +72,29 @@ def node_output_tensors(node) -> list:
 def node_arguments(node) -> tuple[tuple, dict]:
     """``(args, kwargs)`` of one call, constants included (``x * 0.5`` gives ``(x, 0.5)``)."""
     return tuple(node.arguments.args), dict(node.arguments.kwargs)
+
+
+def node_output_shapes(node, input_shapes: dict) -> list[tuple]:
+    """Output shapes of one call replayed on inputs of other shapes, without adding a call.
+
+    Parameters
+    ----------
+    node
+        A node from :func:`producer_of`.
+    input_shapes : dict
+        ``{id(input tensor): shape}`` for each of the node's input tensors (batch axis included).
+
+    Returns
+    -------
+    list of tuple
+        One shape per output tensor, as the operation's ``compute_output_spec`` gives it: the way
+        a functional model infers shapes, so a model built on ``(None, None, 3)`` can be counted
+        at a fixed size without being rebuilt.
+    """
+    specs = {key: keras.KerasTensor(shape) for key, shape in input_shapes.items()}
+    args, kwargs = node.arguments.fill_in(specs)
+    outputs = keras.tree.flatten(node.operation.compute_output_spec(*args, **kwargs))
+    return [tuple(out.shape) for out in outputs]
 
 
 # --------------------------------------------------------------------------- TensorFlow op determinism

@@ -2,8 +2,9 @@
 
 A conv's output channels are one *group*; a ``Concatenate`` stacks groups; a ``Flatten`` repeats a
 group once per spatial position; a depthwise conv with ``depth_multiplier`` repeats each channel in
-place. :class:`Layout` records which, so that a tensor's width (for counting) and the indices of
-its surviving channels (for slicing weights) follow from the groups' widths and kept channels.
+place, and a grouped conv turns each block of input channels (one conv group) into its own block
+of outputs. :class:`Layout` records which, so that a tensor's width (for counting) and the indices
+of its surviving channels (for slicing weights) follow from the groups' widths and kept channels.
 """
 
 from __future__ import annotations
@@ -22,23 +23,27 @@ class Layout:
     ``"group"``   the channels of group ``group``, in order;
     ``"concat"``  the channels of ``parts``, one after another (``Concatenate``);
     ``"repeat"``  ``factor`` copies of ``parts[0]``, position-major (``Flatten`` of NHWC: ``p*C + c``);
-    ``"expand"``  each channel of ``parts[0]`` repeated ``factor`` times in place
-                  (``DepthwiseConv2D`` with ``depth_multiplier``: channel ``c*m + j``).
+    ``"expand"``  each block of ``block`` channels of ``parts[0]`` becomes ``factor`` channels, in
+                  place: ``DepthwiseConv2D`` with ``depth_multiplier=m`` (``block=1``: channel
+                  ``c*m + j``), or ``Conv2D(groups=g)`` on ``g*block`` channels with ``g*factor``
+                  filters (conv group ``i`` reads input block ``i`` and writes output block ``i``).
     """
 
     kind: str
     group: int | None = None
     parts: tuple["Layout", ...] = ()
     factor: int = 1
+    block: int = 1
 
-    def coefficients(self, find) -> dict[int, int]:
+    def coefficients(self, find) -> dict[int, float]:
         """Width as a linear combination of group widths: ``{root group: multiplier}``."""
         if self.kind == "group":
             return {find(self.group): 1}
-        total: dict[int, int] = {}
+        scale = {"concat": 1, "repeat": self.factor, "expand": self.factor / self.block}[self.kind]
+        total: dict[int, float] = {}
         for part in self.parts:
             for g, c in part.coefficients(find).items():
-                total[g] = total.get(g, 0) + c * (self.factor if self.kind != "concat" else 1)
+                total[g] = total.get(g, 0) + c * scale
         return total
 
     def indices(self, kept: dict[int, np.ndarray], widths: dict[int, int], find) -> np.ndarray:
@@ -59,11 +64,13 @@ class Layout:
         if self.kind == "repeat":
             c = self.parts[0].width(widths, find)
             return (np.arange(self.factor)[:, None] * c + inner[None, :]).ravel()
-        # "expand": depthwise channel c*m + j for each surviving input channel c
-        return (inner[:, None] * self.factor + np.arange(self.factor)[None, :]).ravel()
+        # "expand": output block b (channels b*factor + j) for each surviving input block b; the
+        # input keeps whole blocks (the planner prunes a grouped conv's input in whole conv groups)
+        blocks = np.unique(inner // self.block)
+        return (blocks[:, None] * self.factor + np.arange(self.factor)[None, :]).ravel()
 
     def width(self, widths: dict[int, int], find) -> int:
         """Width of the tensor for original group widths ``widths``."""
-        return int(sum(c * widths[g] for g, c in self.coefficients(find).items()))
+        return int(round(sum(c * widths[g] for g, c in self.coefficients(find).items())))
 
 

@@ -38,6 +38,7 @@ from cdp_tutorial.complexity import CostModel, Totals, bytes_per_element_of
 from cdp_tutorial.graph import analyse
 from cdp_tutorial.latency.planning import amount_text, latency_budget, latency_predictor, table_for
 from cdp_tutorial.plans import HISTORY_COLUMNS, PruningPlan
+from cdp_tutorial.reachability import explain_floor
 from cdp_tutorial.sampling import normalize_mode, sample_layer, selection_probabilities
 
 COUPLED_CHOICES = ("skip", "tie")
@@ -62,11 +63,14 @@ class PruningProblem:
     """
 
     def __init__(self, model, coupled: str = "skip", bytes_per_element=4, round_to: int = 1,
-                 ignored_layers=(), min_keep=None, memory: str = "stored", latency_table=None):
+                 ignored_layers=(), min_keep=None, memory: str = "stored", latency_table=None,
+                 input_shape=None):
+        # what it was made with: the unreachable-target message asks what other options reach
+        self.options = {k: v for k, v in locals().items() if k not in ("self", "model")}
         check_choice(coupled, "coupled", COUPLED_CHOICES)
         round_to = check_int(round_to, "round_to", minimum=1)  # 1 = no rounding
-        self.graph = analyse(model)
-        ignored = self._check_ignored(ignored_layers)
+        self.graph = analyse(model, input_shape)
+        ignored = self.ignored = self._check_ignored(ignored_layers)
         self.costs = CostModel(self.graph, bytes_per_element_of(bytes_per_element), memory)
         # mode "latency": a measured table prices every layer (cdp_tutorial.latency), else None
         self.latency = None if latency_table is None else latency_predictor(latency_table, model, self.costs)
@@ -91,10 +95,12 @@ class PruningProblem:
         for u, g in enumerate(groups):
             for name in g.producers:
                 self.unit_matrix[u, row[name]] = 1.0
-        base = self.baseline_widths[self.unit_columns]
+        # a unit shrinks in multiples of round_to and of its block (a grouped conv's channels per group)
+        self.unit_multiples = np.array([math.lcm(self.round_to, g.block) for g in groups])
+        base, step = self.baseline_widths[self.unit_columns], self.unit_multiples
         floors = np.array([self._floor(min_keep, layers) for layers in self.unit_layers])
-        floors = np.ceil(base * floors / self.round_to) * self.round_to  # a multiple of round_to
-        self.min_widths = np.minimum(base, np.maximum(self.round_to, floors))
+        floors = np.ceil(base * floors / step) * step  # a multiple of round_to (and block)
+        self.min_widths = np.minimum(base, np.maximum(step, floors))
 
     def _check_ignored(self, ignored_layers) -> set:
         if isinstance(ignored_layers, str):
@@ -142,10 +148,11 @@ class PruningProblem:
         return x
 
     # -- one pruning step --------------------------------------------------------------------
-    def shrink(self, width: int, step: float) -> int:
+    def shrink(self, width: int, step: float, multiple: int | None = None) -> int:
         """Width after removing ``step`` of ``width`` filters: at least one goes, at least
-        ``round_to`` (or one) stay, and with ``round_to`` the result is a multiple of it."""
-        n = self.round_to
+        ``round_to`` (or one) stay, and with ``round_to`` the result is a multiple of it.
+        ``multiple`` overrides ``round_to`` (a unit's ``unit_multiples`` entry)."""
+        n = self.round_to if multiple is None else int(multiple)
         new = math.floor(width * (1.0 - step) + 0.5)
         new = min(new, width - 1)
         if n > 1:
@@ -227,15 +234,14 @@ def _check_reachable(problem, mode, budget, baseline):
             f"{mode} budget {amount_text(budget, mode)} ({budget / baseline:.2%} of baseline) is unreachable: with "
             f"every prunable layer at its minimum width the model still has {amount_text(lowest, mode)} "
             f"({lowest / baseline:.2%}); the lowest reachable target is {lowest / baseline:.4f}"
-            + (". Try coupled='tie' to prune residual channels too" if problem.coupled == "skip"
-               and any(g.coupled for g in problem.graph.groups.values()) else "")
+            + explain_floor(problem, mode)
         )
 
 
 def plan_pruning(model, mode, target=None, *, budget=None, step: float = 0.1, seed=None,
                  coupled: str = "skip", round_to: int = 1, bytes_per_element=4,
                  ignored_layers=(), min_keep=None, memory: str = "stored", latency_table=None,
-                 latency_ms=None) -> PruningPlan:
+                 latency_ms=None, input_shape=None) -> PruningPlan:
     """Run the paper's Algorithm 1 on ``model``'s shapes and return a :class:`PruningPlan`.
 
     Parameters
@@ -272,6 +278,9 @@ def plan_pruning(model, mode, target=None, *, budget=None, step: float = 0.1, se
         ``{layer name: fraction}`` for some layers only. A tied group takes its largest floor.
     memory : {"stored", "eq5"}, default "stored"
         What the memory count includes (see :mod:`cdp_tutorial.complexity`); recorded in the plan.
+    input_shape : tuple of int, optional
+        The input size to count at (no batch axis), for a model built on unknown sizes such as
+        ``keras.Input((None, None, 3))``: ``(224, 224, 3)``. See :func:`cdp_tutorial.profile`.
     latency_table : cdp_tutorial.latency.LatencyTable, optional
         Mode LA only (and required there): the measured per-layer latency that prices every step.
     latency_ms : float, optional
@@ -306,7 +315,8 @@ def plan_pruning(model, mode, target=None, *, budget=None, step: float = 0.1, se
     budget = latency_budget(mode, budget, latency_ms)
     problem = PruningProblem(model, coupled=coupled, bytes_per_element=bytes_per_element,
                              round_to=round_to, ignored_layers=ignored_layers, min_keep=min_keep,
-                             memory=memory, latency_table=table_for(mode, latency_table))
+                             memory=memory, latency_table=table_for(mode, latency_table),
+                             input_shape=input_shape)
     target, budget, baseline = _resolve_budget(problem, mode, target, budget)
     _check_reachable(problem, mode, budget, baseline)
     if seed is None:
@@ -323,7 +333,8 @@ def plan_pruning(model, mode, target=None, *, budget=None, step: float = 0.1, se
         unit = sample_layer(probabilities, rng)
         col = problem.unit_columns[unit]
         before = int(widths[col])
-        widths[col] = max(problem.shrink(before, step), problem.min_widths[unit])
+        widths[col] = max(problem.shrink(before, step, problem.unit_multiples[unit]),
+                          problem.min_widths[unit])
         costs = problem.costs.layer_costs(widths)
         params, macs, memory = (float(c.sum()) for c in costs)
         current = (params, macs, memory)[index] if index is not None else problem.total(widths, mode)
@@ -338,7 +349,7 @@ def plan_pruning(model, mode, target=None, *, budget=None, step: float = 0.1, se
 def plan_uniform(model, mode, target=None, *, budget=None, coupled: str = "skip",
                  round_to: int = 1, bytes_per_element=4, ignored_layers=(),
                  min_keep=None, memory: str = "stored", latency_table=None,
-                 latency_ms=None) -> PruningPlan:
+                 latency_ms=None, input_shape=None) -> PruningPlan:
     """Uniform width scaling at the same budget: every prunable layer keeps the same fraction.
 
     The baseline the paper leaves open: is complexity-driven allocation better than simply making
@@ -350,14 +361,15 @@ def plan_uniform(model, mode, target=None, *, budget=None, coupled: str = "skip"
     budget = latency_budget(mode, budget, latency_ms)
     problem = PruningProblem(model, coupled=coupled, bytes_per_element=bytes_per_element,
                              round_to=round_to, ignored_layers=ignored_layers, min_keep=min_keep,
-                             memory=memory, latency_table=table_for(mode, latency_table))
+                             memory=memory, latency_table=table_for(mode, latency_table),
+                             input_shape=input_shape)
     target, budget, baseline = _resolve_budget(problem, mode, target, budget)
     _check_reachable(problem, mode, budget, baseline)
     cols, base = problem.unit_columns, problem.baseline_widths[problem.unit_columns]
 
     def scaled(m):
         w = problem.baseline_widths.copy()
-        n = problem.round_to
+        n = problem.unit_multiples
         new = np.floor(base * m / n + 0.5) * n
         w[cols] = np.minimum(base, np.maximum(new, problem.min_widths))
         return w

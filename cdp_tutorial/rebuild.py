@@ -6,6 +6,14 @@ nested as a layer shrinks too) and a ``clone_function`` that edits each pruned l
 (batch norm, the depthwise conv, the next conv's input channels, the dense layer after ``Flatten``)
 by itself.
 
+Layers the plan does not touch and that hold no variables (activations, pooling, a user's own
+``DepthToSpace`` layer) are reused as they are, so a custom layer need not survive a round trip
+through its config; every layer with weights is rebuilt (the pruned model gets weights of its own),
+and so is every layer whose channel count the plan changes, with its config edited where it names
+the width: ``filters``/``units`` of pruned producers, ``groups`` and ``filters`` of a grouped conv
+that follows its input, the channel entry of a ``Reshape``'s target shape. A layer that cannot be
+rebuilt from its config raises an error that names it and says why.
+
 By default the new model is freshly initialised: the paper trains the pruned architecture once,
 from scratch. With ``keep_weights=True`` the surviving filters keep their trained weights, and
 every layer that reads them is sliced to match, for fine-tuning experiments. Which filters survive
@@ -58,8 +66,10 @@ def apply_plan(model, plan, *, keep_weights: bool = False, seed=None,
         If ``model`` is not a Keras model.
     ValueError
         If the plan does not match the model (unknown layer, different original width, tied layers
-        given different widths), or ``importance`` names an unknown layer, has the wrong length,
-        holds non-finite scores, or is given without ``keep_weights=True``.
+        given different widths, a width that is not a whole number of a grouped conv's groups), or
+        ``importance`` names an unknown layer, has the wrong length, holds non-finite scores, or
+        is given without ``keep_weights=True``; if a layer that must be rebuilt (it has weights,
+        or the plan changes its channels) cannot be rebuilt from its config (the message names it).
 
     Examples
     --------
@@ -78,11 +88,18 @@ def apply_plan(model, plan, *, keep_weights: bool = False, seed=None,
             "without it the pruned model is freshly initialised and scores have no effect"
         )
 
+    new_widths = group_widths(graph, widths)
+
     def clone_function(layer):
-        config = layer.get_config()
-        if layer.name in widths:
-            config[_width_key(layer)] = widths[layer.name]
-        return layer.__class__.from_config(config)
+        info = graph.layers.get(layer.name)
+        if info is None or info.layer is not layer:
+            return _rebuilt(layer, {}, "it is not part of the walked graph")
+        changes = _config_changes(graph, info, widths, new_widths)
+        if changes is None and not getattr(layer, "variables", None):
+            return layer  # weightless and untouched: reuse it as it is
+        why = (f"the plan changes its channels ({_channel_text(graph, info, new_widths)})"
+               if changes is not None else "it holds variables, and the pruned model gets its own")
+        return _rebuilt(layer, changes or {}, why)
 
     # recursive: a model nested as a layer (a backbone) is rebuilt layer by layer, so its convs shrink
     pruned = keras.models.clone_model(model, clone_function=clone_function, recursive=True)
@@ -94,6 +111,67 @@ def apply_plan(model, plan, *, keep_weights: bool = False, seed=None,
 
 def _width_key(layer) -> str:
     return "units" if isinstance(layer, L.Dense) else "filters"
+
+
+def group_widths(graph, widths) -> dict:
+    """``{root group id: width}`` after pruning: the plan's width for each pruned group, else the original."""
+    new = graph.widths()
+    for name, width in widths.items():
+        new[graph.find(graph.layers[name].out_layout.group)] = int(width)
+    return new
+
+
+def _config_changes(graph, info, widths, new_widths) -> dict | None:
+    """Config entries to edit for the pruned model; ``{}`` if its channels change but its config
+    names no width; ``None`` if the plan leaves its channels as they are."""
+    original = graph.widths()
+    out_old = info.out_layout.width(original, graph.find)
+    out_new = info.out_layout.width(new_widths, graph.find)
+    in_old = in_new = None
+    if info.in_layout is not None:
+        in_old = info.in_layout.width(original, graph.find)
+        in_new = info.in_layout.width(new_widths, graph.find)
+    if info.name in widths:
+        return {_width_key(info.layer): int(widths[info.name])}
+    if (in_old, out_old) == (in_new, out_new):
+        return None
+    layer = info.layer
+    if info.role in ("depthwise", "grouped") and isinstance(layer, rules.CONVS):
+        return {"groups": in_new // int(layer.kernel.shape[-2]), "filters": out_new}
+    if rules.is_reshape(layer) and info.role == "channelwise":
+        config = layer.get_config()
+        key = "target_shape" if "target_shape" in config else "newshape"
+        shape = list(config.get(key) or ())
+        if shape and shape[-1] == out_old:
+            return {key: tuple(shape[:-1]) + (out_new,)}
+    return {}
+
+
+def _channel_text(graph, info, new_widths) -> str:
+    original = graph.widths()
+    parts = []
+    for side, layout in (("in", info.in_layout), ("out", info.out_layout)):
+        if layout is not None:
+            parts.append(f"{side} {layout.width(original, graph.find)} -> "
+                         f"{layout.width(new_widths, graph.find)}")
+    return ", ".join(parts)
+
+
+def _rebuilt(layer, changes: dict, why: str):
+    """``layer`` rebuilt from its config with ``changes``; a named error if it cannot be."""
+    kind = type(layer).__name__
+    try:
+        config = layer.get_config()
+        config.update(changes)
+        return layer.__class__.from_config(config)
+    except Exception as error:  # noqa: BLE001 -- any failure of a user's layer, named for the user
+        raise ValueError(
+            f"apply_plan cannot rebuild layer {layer.name!r} ({kind}) from its config "
+            f"({type(error).__name__}: {' '.join(str(error).split())}); it must be rebuilt because "
+            f"{why}. Give {kind} a "
+            "get_config() that returns every __init__ argument, and an __init__ that accepts "
+            "**kwargs and passes them to super().__init__() (Keras' serialization guide)"
+        ) from error
 
 
 def _check_plan(graph, plan) -> dict:
@@ -118,6 +196,13 @@ def _check_plan(graph, plan) -> dict:
             )
         if isinstance(width, bool) or not isinstance(width, (int, np.integer)) or not 1 <= width <= current:
             raise ValueError(f"plan width for {name!r} must be an integer in [1, {current}], got {width!r}")
+        block = graph.group_of(name).block
+        if width % block:
+            raise ValueError(
+                f"plan width for {name!r} must be a multiple of {block}: a grouped conv reads its "
+                f"channels in blocks of {block} (one per conv group) and can only lose whole "
+                f"groups; got {width}"
+            )
     for tied in plan.tied:
         if len({widths[name] for name in tied}) != 1:
             raise ValueError(f"layers {tied} are tied by an Add and must share one width in the plan")
@@ -161,11 +246,14 @@ def surviving_channels(graph, widths, seed, importance=None) -> dict:
     for name, width in widths.items():
         gid = graph.find(graph.layers[name].out_layout.group)
         if len(kept[gid]) != width and len(kept[gid]) == original[gid]:
+            block = graph.groups[gid].block  # a grouped conv reads whole blocks: keep whole blocks
+            blocks = original[gid] // block
             if gid in scores:
-                order = np.lexsort((np.arange(original[gid]), -scores[gid]))
-                kept[gid] = np.sort(order[:width])
+                block_scores = scores[gid].reshape(blocks, block).sum(axis=1)
+                chosen = np.sort(np.lexsort((np.arange(blocks), -block_scores))[:width // block])
             else:
-                kept[gid] = np.sort(rng.choice(original[gid], size=width, replace=False))
+                chosen = np.sort(rng.choice(blocks, size=width // block, replace=False))
+            kept[gid] = (chosen[:, None] * block + np.arange(block)[None, :]).ravel()
     return kept
 
 
@@ -182,7 +270,7 @@ def _copy_surviving_weights(graph, pruned_graph, widths, seed, importance=None) 
         out_idx = info.out_layout.indices(kept, original, graph.find)
         in_idx = (info.in_layout.indices(kept, original, graph.find)
                   if info.in_layout is not None else None)
-        sliced = _slice_weights(info.layer, old, in_idx, out_idx, rules.channels(info.out_shape))
+        sliced = _slice_weights(info, old, in_idx, out_idx)
         expected = [tuple(w.shape) for w in new_layer.get_weights()]
         if [w.shape for w in sliced] != expected:
             raise ValueError(
@@ -192,8 +280,9 @@ def _copy_surviving_weights(graph, pruned_graph, widths, seed, importance=None) 
         new_layer.set_weights(sliced)
 
 
-def _slice_weights(layer, weights, in_idx, out_idx, out_channels) -> list:
+def _slice_weights(info, weights, in_idx, out_idx) -> list:
     """Keep the surviving input and output channels of one layer's weights (channels last)."""
+    layer, out_channels = info.layer, rules.channels(info.out_shape)
     if isinstance(layer, rules.SEPARABLE_CONVS):
         depthwise, pointwise, *bias = weights  # (..., C, m) and (..., C*m, out)
         m = depthwise.shape[-1]
@@ -207,7 +296,11 @@ def _slice_weights(layer, weights, in_idx, out_idx, out_channels) -> list:
         kernel, *bias = weights  # kernel (..., out, in)
         return [kernel[..., out_idx, :][..., in_idx], *[b[out_idx] for b in bias]]
     if isinstance(layer, rules.CONVS) and int(layer.groups) > 1:
-        # kernel (..., in/groups, out): the graph freezes both sides of a grouped conv
+        # kernel (..., in/groups, out): output channel o reads input block o // (out/groups), and
+        # whole blocks survive, so only the output axis is sliced
+        if info.role in ("depthwise", "grouped"):
+            kernel, *bias = weights
+            return [kernel[..., out_idx], *[b[out_idx] for b in bias]]
         if len(in_idx) != layer.kernel.shape[-2] * layer.groups or len(out_idx) != layer.filters:
             raise ValueError(f"grouped conv {layer.name!r} cannot lose channels (its groups would "
                              "change); it should have been frozen")

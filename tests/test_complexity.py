@@ -99,17 +99,17 @@ def test_bad_bytes_per_element(bad):
 
 
 def test_unknown_layer_counts_its_parameters_and_is_named_once():
-    """A layer the counter cannot see inside (here an attention layer) keeps count_params() exact,
+    """A layer the counter cannot see inside (here a recurrent layer) keeps count_params() exact,
     says its MACs are not counted, and freezes the channels it touches."""
     inputs = keras.Input((8, 8, 3))
     x = L.Conv2D(4, 3, padding="same", name="conv")(inputs)
     x = L.Reshape((64, 4))(x)
-    x = L.MultiHeadAttention(num_heads=1, key_dim=2, name="attention")(x, x)
-    model = keras.Model(inputs, L.GlobalAveragePooling1D()(x))
-    with pytest.warns(UserWarning, match="attention") as record:
+    x = L.GRU(5, name="recurrent")(x)
+    model = keras.Model(inputs, L.Dense(2)(x))
+    with pytest.warns(UserWarning, match="recurrent") as record:
         report = cdp.profile(model)
     assert len([w for w in record if "counted as zero" in str(w.message)]) == 1
-    assert report.unsupported == ["attention (MultiHeadAttention)"]
+    assert report.unsupported == ["recurrent (GRU)"]
     assert report.totals.params == model.count_params()
 
 

@@ -105,25 +105,35 @@ def attention_model():
 
 
 def test_broadcast_merges_tie_only_equal_channel_axes():
-    """A 1-channel mask times 16 features is not a tie; a squeeze-excite gate (1, 1, C) is."""
+    """A 1-channel mask times 16 features is not a tie; a squeeze-excite gate (1, 1, C) is.
+
+    The gate ties ``after`` and ``se_expand`` into one unit, but it is no residual connection:
+    ``coupled="skip"`` prunes it too (as one unit).
+    """
     model = attention_model()
     graph = analyse(model)
     assert graph.group_of("feat").producers == ["feat"]
     assert graph.group_of("mask").width == 1
-    assert graph.group_of("after").producers == ["after", "se_expand"]
-    assert graph.group_of("after").merged_by == ["se_scale"]
+    gated = graph.group_of("after")
+    assert gated.producers == ["after", "se_expand"]
+    assert gated.gated_by == ["se_scale"] and not gated.coupled
+    assert gated in graph.prunable_groups("skip")
     round_trip(model, coupled="tie")
-    round_trip(model, coupled="skip", target=0.7)
+    plan, _, _ = round_trip(model, coupled="skip", target=0.7)
+    assert ["after", "se_expand"] in plan.tied
 
 
-def test_grouped_conv_keeps_weights_when_not_pruned():
+def test_grouped_conv_reading_a_concatenation_is_frozen_and_keeps_its_weights():
+    """Conv groups would straddle the concatenated parts: what it reads stays whole, untouched."""
     inputs = keras.Input((16, 16, 8))
-    x = L.Conv2D(8, 3, padding="same", name="c1")(inputs)
-    x = L.Conv2D(16, 3, groups=4, name="grouped")(x)
+    a = L.Conv2D(6, 3, padding="same", name="c1")(inputs)
+    b = L.Conv2D(2, 3, padding="same", name="c2")(inputs)
+    x = L.Conv2D(16, 3, groups=4, name="grouped")(L.Concatenate()([a, b]))
     x = L.Conv2D(8, 1, name="c3")(x)
     model = keras.Model(inputs, L.Dense(2)(L.GlobalAveragePooling2D()(x)))
-    assert "grouped conv 'grouped'" in analyse(model).group_of("c1").frozen_by
+    assert any("grouped conv 'grouped'" in reason for reason in analyse(model).group_of("c1").frozen_by)
     plan, _, kept = round_trip(model, target=0.9)
+    assert set(plan.widths) == {"c3"}
     np.testing.assert_array_equal(kept.get_layer("grouped").get_weights()[0],
                                   model.get_layer("grouped").get_weights()[0])
 
@@ -181,5 +191,5 @@ def test_shared_layer_is_refused_with_its_name():
 def test_printed_groups_say_what_is_coupled_and_why_frozen():
     text = str(analyse(attention_model()))
     assert "after (+1 tied): 8 channels from after, se_expand" in text
-    assert "tied by se_scale" in text
+    assert "gated by se_scale (shrinks as one unit)" in text
     assert "FROZEN: dense layer" in text
