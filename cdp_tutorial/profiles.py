@@ -1,6 +1,6 @@
 """Run profiles: how much data, how many epochs and which recipe a notebook or a sweep uses.
 
-Three profiles, from a few minutes on a slow laptop CPU to the paper's full protocol:
+Four profiles, from a few minutes on a slow laptop CPU to the paper's full protocol:
 
 ==========  ===============================  ======================================================
 profile     data                             training
@@ -8,6 +8,8 @@ profile     data                             training
 quick       the committed fixture             models trained at x0.25 width, 3 epochs, modern recipe,
             (Fashion-MNIST, 2,000 / 500        one seed: CI, Binder, a first read
             images, 32x32x3)
+evidence    Fashion-MNIST, 20,000 / 10,000   models trained at x0.25 width, 10 epochs, modern recipe,
+                                             3 seeds: the committed evidence sweep, hours on 2 CPU cores
 standard    CIFAR-10, full                   full width, 30 epochs, modern recipe, one seed: a GPU
 paper       CIFAR-10, full                   full width, 150 epochs, RMSprop 1e-3, batch 128, 5 seeds
 ==========  ===============================  ======================================================
@@ -58,7 +60,7 @@ class Profile:
     Attributes
     ----------
     name : str
-        ``"quick"``, ``"standard"`` or ``"paper"``.
+        ``"quick"``, ``"evidence"``, ``"standard"`` or ``"paper"``.
     dataset : str
         Name understood by :func:`cdp_tutorial.data.load_dataset`.
     train_size, test_size : int or None
@@ -110,6 +112,22 @@ PROFILES: dict[str, Profile] = {
         seeds=(0,),
         label=("quick profile: Fashion-MNIST fixture, models trained at x0.25 width, 3 epochs, "
                "modern recipe, 1 seed (not the paper's protocol)"),
+        width_multiplier=0.25,
+    ),
+    # The evidence sweep (data/results/evidence/): enough real data, epochs and seeds for paired
+    # comparisons between methods, and still CPU-sized (about 320 images/s at x0.25 on the slowest
+    # 2-core machine). Never run in CI; see data/results/evidence/README.md.
+    "evidence": Profile(
+        name="evidence",
+        dataset="fashion_mnist",
+        train_size=20000,
+        test_size=None,
+        epochs=10,
+        batch_size=128,
+        recipe="modern",
+        seeds=(0, 1, 2),
+        label=("evidence profile: Fashion-MNIST (20,000 / 10,000 images), models trained at x0.25 width, "
+               "10 epochs, modern recipe, 3 seeds (not the paper's protocol)"),
         width_multiplier=0.25,
     ),
     "standard": Profile(

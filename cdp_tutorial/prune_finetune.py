@@ -59,8 +59,8 @@ class PipelineResult:
 
     ``stages`` holds one dict per stage: ``stage``, ``kind`` ("train", "prune", "prune+fine-tune"
     or "fine-tune"), ``score_time_s``, ``prune_time_s``, ``train_time_s``, ``wall_time_s``,
-    ``epochs``, ``pruned_accuracy`` (after pruning and batch-norm re-estimation, before any
-    fine-tune; None for the baseline), ``test_accuracy`` (None for a pruning step the ``"once"``
+    ``epochs``, ``pruned_accuracy`` (after pruning and batch-norm re-estimation, just before a
+    fine-tune; None for the baseline and for a pruning step the ``"once"`` schedule does not fine-tune), ``test_accuracy`` (None for a pruning step the ``"once"``
     schedule does not fine-tune), ``collapsed``, and ``params``, ``macs``, ``memory_bytes`` of the
     model after the stage.
     """
@@ -199,13 +199,14 @@ def train_prune_finetune(model, data, *, criterion: str = "pls", scope: str = "g
                                 method=criterion))
         model = _prune(model, plan, scores, data, batch_size or recipe.batch_size)
         prune_time = time.perf_counter() - start
-        if saved is None:
+        tune = schedule == "rounds" or i == iterations
+        if saved is None:  # accuracy before fine-tuning: what the fine-tune starts from
             saved = {"identity": identity, "plan": plan.to_dict(), "score_time_s": score_time,
-                     "prune_time_s": prune_time, "pruned_accuracy": _accuracy(model, data, batch_size),
+                     "prune_time_s": prune_time,
+                     "pruned_accuracy": _accuracy(model, data, batch_size or recipe.batch_size) if tune else None,
                      "scores": {k: v.tolist() for k, v in scores.items()}}
             if record_path is not None:
                 write_json_atomically(record_path, saved, overwrite=False)
-        tune = schedule == "rounds" or i == iterations
         result = (train(model, data, tuning, epochs=finetune_epochs, run_dir=stage_dir(i, "finetune"), **common)
                   if tune else None)
         kind = ("prune+fine-tune" if schedule == "rounds" else "prune, then fine-tune") if tune else "prune"
@@ -251,11 +252,9 @@ def _accuracy(model, data, batch_size) -> float:
     """Test accuracy of a model as it is (no training), from its class scores."""
     from cdp_tutorial.data import make_pipeline
 
-    correct = 0
-    for images, labels in make_pipeline(data, "test", batch_size=batch_size or 128, cache=False):
-        predicted = np.argmax(model(images, training=False), axis=-1)
-        correct += int(np.sum(predicted == labels.numpy()))
-    return correct / len(data.y_test)
+    images = make_pipeline(data, "test", batch_size=batch_size, cache=False).map(lambda x, y: x)
+    predicted = np.argmax(model.predict(images, verbose=0), axis=-1)
+    return float(np.mean(predicted == data.y_test))
 
 
 def _stage_record(i, kind, data, *, result, totals, score_time=0.0, prune_time=0.0,
