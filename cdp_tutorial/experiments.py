@@ -60,7 +60,7 @@ def run_sweep(specs, out_dir, *, backend: str = "serial", gpus_per_trial: float 
     todo = [s for s in specs if s.key not in done]
     if len({s.key for s in specs}) != len(specs):
         raise ValueError("the sweep lists the same run twice")
-    if progress and len(todo) < len(specs):
+    if len(todo) < len(specs):  # always said: a reused result is not a fresh one
         print(reuse_note(specs, store))
     if backend == "ray":
         _run_with_ray(todo, out_dir, store, gpus_per_trial, cpus_per_trial, progress)

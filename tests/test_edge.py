@@ -63,6 +63,17 @@ def exported(pruned, data, tmp_path_factory):
                                        representative_images=train_images)}
 
 
+def test_a_limited_split_is_the_first_images_cut_before_conversion(data):
+    """Calibration takes 200 images: only those are converted to float32, not the whole split."""
+    images, labels = split_arrays(data, "train", limit=10)
+    every, every_label = split_arrays(data, "train")
+    assert images.shape == (10, 32, 32, 3) and images.dtype == np.float32 and len(every) == 320
+    np.testing.assert_array_equal(images, every[:10])
+    np.testing.assert_array_equal(labels, every_label[:10])
+    with pytest.raises(ValueError, match="limit must be an integer ≥ 1"):
+        split_arrays(data, "train", limit=0)
+
+
 def test_a_pruned_model_exports_and_predicts_like_keras(pruned, exported, data):
     _, model = pruned
     images, labels = split_arrays(data, "test")
