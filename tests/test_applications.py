@@ -53,9 +53,12 @@ def test_efficientnet_squeeze_excite_no_longer_freezes_channels():
     assert not [g for g in graph.groups.values() if any("se_reshape" in r for r in g.frozen_by)]
     gated = graph.group_of("block2a_expand_conv")
     assert gated.producers == ["block2a_expand_conv", "block2a_se_expand"] and not gated.frozen_by
-    # 0.63 (params), 0.82 (MACs), 0.67 (memory) when the reshape froze the SE groups (issue 18)
-    assert reachable_target(model, "params", "skip") == TARGETS["params"]
-    assert reachable_target(model, "flops", "skip") == TARGETS["flops"]
+    # lowest reachable targets under coupled="skip" were 0.653 (params), 0.822 (MACs) and 0.691
+    # (memory) for this model while the reshape froze the SE groups (before issue 18)
+    problem = PruningProblem(model, coupled="skip")
+    for mode in ("params", "flops", "memory"):
+        lowest = problem.total(problem.minimum_widths(), mode) / problem.total(problem.baseline_widths, mode)
+        assert lowest < 0.1, (mode, lowest)
 
 
 @pytest.mark.parametrize("family", FAST + [pytest.param(f, marks=slow) for f in SLOW])
