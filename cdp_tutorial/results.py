@@ -33,23 +33,36 @@ class ResultsStore(RecordStore):
     def __init__(self, out_dir):
         super().__init__(Path(out_dir) / RESULTS_FILE)
 
-    def finished(self) -> set[str]:
-        """The keys of every recorded run.
+    def records(self) -> list[dict]:
+        """Every run record, each checked to be one (a damaged or foreign line is named by file and line).
 
         Raises
         ------
         ValueError
-            A line is not a JSON record, or a record has no ``key`` (named by file and line).
+            A line is not a JSON object, lacks a run's fields (:data:`RUN_FIELDS`), or has a test
+            accuracy that is not a number in [0, 1].
         """
-        keys = set()
+        records = []
         for number, record in self.numbered():
-            if not isinstance(record.get("key"), str):
-                raise ValueError(f"{self.path}:{number} is not a run record (it has no 'key'); "
+            missing = [f for f in RUN_FIELDS if f not in record]
+            if missing:
+                raise ValueError(f"{self.path}:{number} is not a run record (it has no {', '.join(missing)}); "
                                  "repair or delete that line")
-            keys.add(record["key"])
-        return keys
+            accuracy = record["test_accuracy"]
+            if isinstance(accuracy, bool) or not isinstance(accuracy, (int, float)) or not 0 <= accuracy <= 1:
+                raise ValueError(f"{self.path}:{number}: test_accuracy must be a number in [0, 1], "
+                                 f"got {accuracy!r}; repair or delete that line")
+            records.append(record)
+        return records
+
+    def finished(self) -> set[str]:
+        """The keys of every recorded run (see :meth:`records` for what is checked)."""
+        return {r["key"] for r in self.records()}
 
 
+#: The fields every run record has (:func:`cdp_tutorial.runs.run_identity` and the result).
+RUN_FIELDS = ("key", "model", "dataset", "profile", "label", "method", "mode", "target", "seed",
+              "test_accuracy")
 _COMPLEXITY_OF_MODE = {"PA": "params", "FA": "macs", "MA": "memory_bytes"}
 _QUANTITIES = ("params", "macs", "flops", "memory_bytes")
 

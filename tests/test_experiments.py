@@ -100,15 +100,6 @@ def test_width_multiplier_must_be_a_fraction():
         make_specs("vgg16", ["PA"], [0.3], [0], profile="quick", width_multiplier=2)
 
 
-def test_store_only_ever_adds(tmp_path):
-    store = ResultsStore(tmp_path)
-    store.append({"key": "a", "value": 1})
-    store.append({"key": "b", "value": 2})
-    assert [r["key"] for r in store.records()] == ["a", "b"]
-    assert store.finished() == {"a", "b"}
-    assert [p.name for p in tmp_path.iterdir()] == ["results.jsonl"]
-
-
 def test_train_command_records_one_run(tmp_path, capsys):
     out = tmp_path / "r"
     code = cli.main(["train", "--model", "alexnet", "--mode", "FA", "--target", "0.4", "--profile",

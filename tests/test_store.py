@@ -13,6 +13,9 @@ from cdp_tutorial.edge import EdgeStore
 from cdp_tutorial.experiments import ResultsStore
 from cdp_tutorial.store import RecordStore
 
+RUN = {"key": "a", "model": "vgg16", "dataset": "fixture", "profile": "quick", "label": "quick", "method": "cdp",
+       "mode": "baseline", "target": None, "seed": 0, "test_accuracy": 0.7}
+
 
 # A writer process loads store.py alone (standard library only), not the package: no TensorFlow start-up.
 WRITER = """
@@ -37,9 +40,9 @@ def test_two_processes_appending_at_once_keep_every_record(tmp_path):
 
 def test_an_append_never_rewrites_what_is_there(tmp_path):
     store = ResultsStore(tmp_path)
-    store.append({"key": "a", "value": 1})
+    store.append({**RUN, "key": "a"})
     first = store.path.read_bytes()
-    store.append({"key": "b", "value": 2})
+    store.append({**RUN, "key": "b"})
     assert store.path.read_bytes().startswith(first)  # earlier bytes untouched: an append, not a rewrite
     assert [r["key"] for r in store.records()] == ["a", "b"] and store.finished() == {"a", "b"}
     assert [p.name for p in tmp_path.iterdir()] == ["results.jsonl"]  # no temporary or lock files
@@ -48,9 +51,9 @@ def test_an_append_never_rewrites_what_is_there(tmp_path):
 def test_a_last_line_without_its_newline_is_ended_before_the_next_record(tmp_path):
     """An editor (or a crash elsewhere) left the file without a final newline: nothing gets glued on."""
     path = tmp_path / "results.jsonl"
-    path.write_text(json.dumps({"key": "edited by hand"}))
+    path.write_text(json.dumps({**RUN, "key": "edited by hand"}))
     store = ResultsStore(tmp_path)
-    store.append({"key": "new"})
+    store.append({**RUN, "key": "new"})
     assert [r["key"] for r in store.records()] == ["edited by hand", "new"]
 
 
@@ -61,14 +64,19 @@ def test_a_last_line_without_its_newline_is_ended_before_the_next_record(tmp_pat
 ])
 def test_a_damaged_line_is_named_by_file_and_line(tmp_path, line, reason):
     path = tmp_path / "results.jsonl"
-    path.write_text(json.dumps({"key": "fine"}) + "\n" + line + "\n")
+    path.write_text(json.dumps({**RUN, "key": "fine"}) + "\n" + line + "\n")
     with pytest.raises(ValueError, match=f"results.jsonl:2 is {reason}"):
         ResultsStore(tmp_path).records()
 
 
-def test_a_record_without_a_key_is_named_by_file_and_line(tmp_path):
-    (tmp_path / "results.jsonl").write_text('{"key": "a"}\n{"accuracy": 0.5}\n')
-    with pytest.raises(ValueError, match="results.jsonl:2 is not a run record"):
+@pytest.mark.parametrize("record, message", [
+    ({"accuracy": 0.5}, "results.jsonl:2 is not a run record \\(it has no key, model"),
+    ({**RUN, "key": "b", "test_accuracy": "0.7"}, "results.jsonl:2: test_accuracy must be a number in \\[0, 1\\]"),
+    ({**RUN, "key": "b", "test_accuracy": 70.0}, "results.jsonl:2: test_accuracy must be a number"),
+])
+def test_a_line_that_is_no_run_record_is_named_by_file_and_line(tmp_path, record, message):
+    (tmp_path / "results.jsonl").write_text(json.dumps(RUN) + "\n" + json.dumps(record) + "\n")
+    with pytest.raises(ValueError, match=message):
         ResultsStore(tmp_path).finished()
 
 
