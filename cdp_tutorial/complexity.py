@@ -14,18 +14,21 @@ filters and an :math:`H_l\times W_l` output (the paper's Eqs. 7, 3 and 5, as we 
 with :math:`b = 4` bytes per element for fp32 ("the 4 refers to the number of bytes required to
 store in a 32-bit system"); ``bytes_per_element`` changes it for fp16 (2) or int8 (1) deployment.
 
-**Which weights memory counts.** Eq. 5 as printed has kernel weights only. By default
+**Which weights memory counts.** Eq. 5 as we read it (the typeset equation is lost) has kernel
+weights only. By default
 (``memory="stored"``) we count every number the layer stores, :math:`M_l = b\,(P_l + H_l W_l C_l)`:
 biases too, and batch norm's four vectors as their own layer, so the memory total is what the
 unfolded Keras model keeps (weights plus one activation map per layer). ``memory="eq5"`` counts
 Eq. 5 to the letter: kernel weights and activations of conv and dense layers; biases and
 normalisation layers add nothing (as after folding batch norm into the conv before it). The two
-differ by a fraction of a percent on the CIFAR models; the mode is recorded in every plan.
+differ by 0.1-1.7 % on the four CIFAR models (notebook 01, section 5); the mode is recorded in
+every plan, and the notebooks use the default.
 
 **MACs and FLOPs.** The pruning literature's "FLOPs" (313 M for VGG-16 on CIFAR-10) are
 multiply-accumulates. Tools that count a multiply and an add separately report
 :math:`\text{FLOPs} = 2 \times \text{MACs}`. We report both, labelled; our tables and the
-FLOPs-aware mode use MACs, like the paper.
+FLOPs-aware mode use MACs (that the paper does too is our inference: its Eq. 3 is lost and its text
+mentions no factor 2; layer shares and reductions in % are the same either way).
 
 **Other layers.** Depthwise convs count :math:`K^2 C H W` MACs (one filter per channel, times the
 depth multiplier); separable convs count their depthwise and pointwise parts; grouped convs divide
@@ -86,7 +89,7 @@ def bytes_per_element_of(value) -> int:
 #: What the memory count includes: every stored number (default) or Eq. 5's kernel weights only.
 MEMORY_CHOICES = ("stored", "eq5")
 
-#: The ``Totals`` field each pruning mode budgets: the FLOPs-aware mode counts MACs, like the paper.
+#: The ``Totals`` field each pruning mode budgets; FLOPs-aware counts MACs (the literature's "FLOPs").
 MODE_QUANTITY = {"params": "params", "flops": "macs", "memory": "memory_bytes"}
 
 
@@ -105,7 +108,7 @@ class Totals:
     def mode_total(self, mode: str) -> int:
         """The total a pruning mode budgets, in that mode's unit (see :data:`MODE_QUANTITY`).
 
-        ``"flops"`` gives **MACs** (``self.macs``), as the paper's FLOPs are multiply-accumulates;
+        ``"flops"`` gives **MACs** (``self.macs``), the literature's FLOPs (the paper's, we infer);
         ``self.flops`` is ``2 * macs``, for comparison with tools that count multiply and add apart.
 
         >>> Totals(params=10, macs=100, flops=200, memory_bytes=40).mode_total("flops")
@@ -253,7 +256,7 @@ def profile(model, bytes_per_element=4, memory: str = "stored", *, input_shape=N
         ``1``/``"int8"``.
     memory : {"stored", "eq5"}, default "stored"
         ``"stored"``: weights (biases and batch norm included) plus activations; ``"eq5"``: the
-        paper's Eq. 5, kernel weights plus activations of conv and dense layers only.
+        paper's Eq. 5 as we read it, kernel weights plus activations of conv and dense layers only.
     input_shape : tuple of int, optional
         The input size to count at, without the batch axis, for a model built on unknown sizes
         (``keras.Input((None, None, 3))``): ``(224, 224, 3)``. It must agree with every size the

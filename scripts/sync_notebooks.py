@@ -107,6 +107,10 @@ def canonical(nb: dict, name: str) -> dict:
                 del data[WIDGET_MIME]
             output.get("metadata", {}).pop(WIDGET_MIME, None)
     nb["cells"] = with_solutions_at_the_end(nb["cells"], name)
+    if (nb.get("nbformat"), nb.get("nbformat_minor", 0)) >= (4, 5):  # cell ids are required from 4.5 on
+        for cell in nb["cells"]:
+            if "id" not in cell and "".join(cell["source"]).startswith("## Solutions"):
+                cell["id"] = "solutions"
     return nb
 
 

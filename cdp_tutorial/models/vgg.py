@@ -47,9 +47,12 @@ def vgg16(num_classes=10, input_shape=(32, 32, 3), widths=None, width_multiplier
 
     With 10 classes: 15,261,898 parameters from ``count_params()`` (this includes the BatchNorm
     moving statistics; 15,251,402 trainable) and 313,725,952 MACs per 32x32x3 image
-    (313,196,544 in the 13 convs). The literature's "14.98 M params, 313.7 M FLOPs" is the
-    two-FC-layer variant, and its "FLOPs" are multiply-accumulates as counted here; our extra
-    512 x 512 FC layer adds 0.26 M parameters and MACs.
+    (313,196,544 in the 13 convs). The pair the literature quotes, "14.98 M params, 313.73 M FLOPs",
+    does not fit one network as counted here: 14.98 M matches the two-FC-layer variant with conv
+    biases (14,982,474), whose MACs are 313,463,808, while 313.73 M matches this model's MACs
+    (313,725,952). We infer the two were counted on different variants (notebook 01, section 4;
+    the sources do not say how they counted). Our extra 512 x 512 FC layer adds 0.26 M parameters
+    and MACs.
 
     Parameters
     ----------
