@@ -25,6 +25,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from cdp_tutorial.cli_checks import (OneLineParser, check_output_file, check_output_folder, positive_int,
+                                     print_error, refuse_ignored_options, show_tracebacks)
+from cdp_tutorial.files import write_atomically
+
 
 def _add_run_options(p, several: bool) -> None:
     from cdp_tutorial.models import MODELS
@@ -35,11 +39,11 @@ def _add_run_options(p, several: bool) -> None:
     p.add_argument("--profile", choices=sorted(PROFILES), default=None,
                    help="quick / standard / paper (default: $CDP_PROFILE or quick)")
     p.add_argument("--dataset", default=None, help="cifar10, cifar100, fashion_mnist, fixture (default: the profile's)")
-    p.add_argument("--epochs", type=int, default=None, help="default: the profile's")
+    p.add_argument("--epochs", type=positive_int, default=None, help="default: the profile's")
     p.add_argument("--recipe", default=None, help="paper or modern (default: the profile's)")
-    p.add_argument("--batch-size", type=int, default=None)
-    p.add_argument("--train-size", type=int, default=None, help="class-balanced subset of the training split")
-    p.add_argument("--test-size", type=int, default=None)
+    p.add_argument("--batch-size", type=positive_int, default=None)
+    p.add_argument("--train-size", type=positive_int, default=None, help="class-balanced subset of the training split")
+    p.add_argument("--test-size", type=positive_int, default=None)
     p.add_argument("--width-multiplier", type=float, default=None,
                    help="train every planned width x this, in (0, 1] (default: the profile's; quick: 0.25)")
     p.add_argument("--out", required=True, help="folder for results.jsonl and run checkpoints")
@@ -51,27 +55,28 @@ def _add_method_options(p) -> None:
                    choices=["cdp", "uniform", "l1", "random", "pls"],
                    help="how pruned runs are made (default: cdp, plus uniform with --uniform); l1, random "
                         "and pls train the baseline, then --iterations x (rank, prune, fine-tune)")
-    p.add_argument("--iterations", type=int, default=1, help="K prune + fine-tune rounds of l1/random/pls")
-    p.add_argument("--finetune-epochs", type=int, default=None,
+    p.add_argument("--iterations", type=positive_int, default=1, help="K prune + fine-tune rounds of l1/random/pls")
+    p.add_argument("--finetune-epochs", type=positive_int, default=None,
                    help="epochs of each fine-tune (default: --epochs, equal epochs per stage)")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="cdp-tutorial", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = OneLineParser(prog="cdp-tutorial", description=__doc__.split("\n\n")[0],
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
 
     from cdp_tutorial.models import MODELS
 
     p = sub.add_parser("profile", help="per-layer params, MACs, FLOPs and memory of a model")
     p.add_argument("--model", required=True, type=str.lower, choices=sorted(MODELS))
-    p.add_argument("--num-classes", type=int, default=10)
+    p.add_argument("--num-classes", type=positive_int, default=10)
     p.add_argument("--precision", default="fp32", help="fp32, fp16, int8 or a byte count")
-    p.add_argument("--csv", default=None, help="also write the per-layer table here")
+    p.add_argument("--csv", default=None, help="also write the per-layer table here (refuses to overwrite)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --csv file")
 
     p = sub.add_parser("plan", help="run Algorithm 1 and save the plan as JSON")
     p.add_argument("--model", required=True, type=str.lower, choices=sorted(MODELS))
-    p.add_argument("--num-classes", type=int, default=10)
+    p.add_argument("--num-classes", type=positive_int, default=10)
     p.add_argument("--mode", required=True, help="PA/params, FA/flops, MA/memory")
     group = p.add_mutually_exclusive_group(required=True)
     group.add_argument("--target", type=float, help="fraction of the baseline to keep, in (0, 1)")
@@ -79,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--step", type=float, default=0.1)
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--coupled", choices=["skip", "tie"], default="skip")
-    p.add_argument("--round-to", type=int, default=1)
+    p.add_argument("--round-to", type=positive_int, default=1)
     p.add_argument("--out", default=None, help="write the plan here (JSON)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing plan file")
 
@@ -105,6 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.add_argument("--paper", action="store_true", help="show the paper's numbers side by side")
     p.add_argument("--csv", default=None, help="also write the summary table here (refuses to overwrite)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --csv file")
 
     p = sub.add_parser("bench-device", help="Table 6 on this device: 1 epoch at batch 5 per mode, latency, power")
     p.add_argument("--quick", action="store_true",
@@ -113,17 +119,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="default: vgg16 alexnet (the paper's)")
     p.add_argument("--modes", nargs="+", default=["PA", "FA", "MA"])
     p.add_argument("--dataset", default=None, help="default: the paper's (vgg16: cifar10, alexnet: cifar100)")
-    p.add_argument("--train-size", type=int, default=None)
-    p.add_argument("--test-size", type=int, default=None)
-    p.add_argument("--epochs", type=int, default=1)
-    p.add_argument("--batch-size", type=int, default=5)
-    p.add_argument("--iterations", type=int, default=50, help="Algorithm 1 iterations per mode")
+    p.add_argument("--train-size", type=positive_int, default=None)
+    p.add_argument("--test-size", type=positive_int, default=None)
+    p.add_argument("--epochs", type=positive_int, default=1)
+    p.add_argument("--batch-size", type=positive_int, default=5)
+    p.add_argument("--iterations", type=positive_int, default=50, help="Algorithm 1 iterations per mode")
     p.add_argument("--step", type=float, default=0.1)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--width-multiplier", type=float, default=None)
-    p.add_argument("--latency-runs", type=int, default=None)
+    p.add_argument("--latency-runs", type=positive_int, default=None)
     p.add_argument("--power", default="auto", choices=["auto", "tegrastats", "jtop", "nvml", "rapl", "none"])
-    p.add_argument("--interval-ms", type=int, default=100, help="tegrastats / jtop sampling interval")
+    p.add_argument("--interval-ms", type=positive_int, default=100, help="tegrastats / jtop sampling interval")
     p.add_argument("--note", default=None, help="free text kept with every record")
     p.add_argument("--no-litert", action="store_true", help="time Keras only (skip the LiteRT export)")
     p.add_argument("--out", default=None,
@@ -142,51 +148,59 @@ def _add_edge_commands(sub) -> None:
     which.add_argument("--model", type=str.lower, choices=sorted(MODELS),
                        help="or an untrained CIFAR architecture (enough for latency)")
     p.add_argument("--plan", default=None, help="with --model: a plan JSON to apply first")
-    p.add_argument("--width-multiplier", type=float, default=1.0, help="with --model: scale every width")
+    p.add_argument("--width-multiplier", type=float, default=None,
+                   help="with --model: scale every width (after --plan, as the quick profile trains it)")
     p.add_argument("--precision", nargs="+", default=["fp32"], choices=PRECISIONS)
     p.add_argument("--dataset", default="fixture", help="test images for the check, training images for int8 calibration")
-    p.add_argument("--test-size", type=int, default=None)
+    p.add_argument("--test-size", type=positive_int, default=None)
     p.add_argument("--out", required=True, help="folder for <name>_<precision>.tflite and its .json")
     p.add_argument("--overwrite", action="store_true", help="replace existing files")
 
     p = sub.add_parser("measure", help="batch-1 latency, CPU, peak RAM (and RAPL energy) of .tflite/.keras files")
     p.add_argument("files", nargs="+", help=".tflite or .keras files")
     p.add_argument("--dataset", default="fixture", help="the test images drawn from")
-    p.add_argument("--images", type=int, default=100, help="timed images (the paper: 100)")
-    p.add_argument("--warmup", type=int, default=10)
-    p.add_argument("--threads", type=int, default=2, help="LiteRT interpreter threads (the paper's VM: 2 CPUs)")
+    p.add_argument("--images", type=positive_int, default=100, help="timed images (the paper: 100)")
+    p.add_argument("--warmup", type=positive_int, default=10)
+    p.add_argument("--threads", type=positive_int, default=2, help="LiteRT interpreter threads (the paper's VM: 2 CPUs)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="folder whose edge.jsonl the measurements are appended to")
 
 
 def main(argv=None) -> int:
+    """Run one command; a user error is one line on stderr and exit status 2 (``CDP_TRACEBACK=1``: raised)."""
     args = build_parser().parse_args(argv)
+    from cdp_tutorial.data import ChecksumError
     from cdp_tutorial.experiments import TrialsFailed
 
     try:
+        refuse_ignored_options(args)
         return COMMANDS[args.command](args)
-    except (ValueError, TypeError, FileExistsError, FileNotFoundError, ImportError, TrialsFailed) as error:
-        print(f"cdp-tutorial {args.command}: error: {error}", file=sys.stderr)
-        return 2
+    except (ValueError, TypeError, KeyError, OSError, ImportError, ChecksumError, TrialsFailed) as error:
+        if show_tracebacks():
+            raise
+        return print_error(args.command, error)
 
 
 def _profile(args) -> int:
     import cdp_tutorial as cdp
 
+    csv = check_output_file(args.csv, args.overwrite, "--csv")
     model = cdp.models.build_model(args.model, num_classes=args.num_classes)
     precision = int(args.precision) if args.precision.isdigit() else args.precision
     report = cdp.profile(model, bytes_per_element=precision)
     with pd.option_context("display.width", 160, "display.max_rows", 200):
         print(report.layers.drop(columns=["params_share", "macs_share", "memory_share"]).to_string(index=False))
     print(report.summary())
-    if args.csv:
-        report.layers.to_csv(args.csv, index=False)
+    if csv:
+        write_atomically(csv, lambda tmp: report.layers.to_csv(tmp, index=False))
+        print(f"per-layer table written to {csv}")
     return 0
 
 
 def _plan(args) -> int:
     import cdp_tutorial as cdp
 
+    check_output_file(args.out, args.overwrite, "--out")
     model = cdp.models.build_model(args.model, num_classes=args.num_classes)
     plan = cdp.plan_pruning(model, args.mode, target=args.target, budget=args.budget, step=args.step,
                             seed=args.seed, coupled=args.coupled, round_to=args.round_to)
@@ -211,6 +225,7 @@ def _specs(args, models, modes, targets, seeds, baseline, uniform):
 def _train(args) -> int:
     from cdp_tutorial.experiments import BASELINE, run_sweep
 
+    check_output_folder(args.out)
     if args.mode.lower() == BASELINE:
         specs = _specs(args, [args.model], (), (), [args.seed], True, False)
     else:
@@ -225,6 +240,7 @@ def _train(args) -> int:
 def _sweep(args) -> int:
     from cdp_tutorial.experiments import run_sweep
 
+    check_output_folder(args.out)
     specs = _specs(args, args.model, args.modes, args.targets, args.seeds, not args.no_baseline,
                    args.uniform)
     frame = run_sweep(specs, args.out, backend=args.backend, gpus_per_trial=args.gpus_per_trial,
@@ -236,17 +252,15 @@ def _sweep(args) -> int:
 def _summary(args) -> int:
     from cdp_tutorial.experiments import ResultsStore, side_by_side, summarize
 
+    csv = check_output_file(args.csv, args.overwrite, "--csv")
     store = ResultsStore(args.out)
     if not store.path.exists():
         raise FileNotFoundError(f"no results in {args.out} (expected {store.path})")
     table = summarize(store.frame())
     _print_summary(store.frame())
-    if args.csv:
-        if Path(args.csv).exists():
-            raise FileExistsError(f"{args.csv} exists; choose another name or delete it first")
-        Path(args.csv).parent.mkdir(parents=True, exist_ok=True)
-        table.to_csv(args.csv, index=False)
-        print(f"summary written to {args.csv}")
+    if csv:
+        write_atomically(csv, lambda tmp: table.to_csv(tmp, index=False))
+        print(f"summary written to {csv}")
     if args.paper:
         with pd.option_context("display.width", 200, "display.max_columns", 20):
             print(side_by_side(table).to_string(index=False))
@@ -280,11 +294,11 @@ def _bench_device(args) -> int:
     out = Path(args.out) if args.out else Path("device-results") / f"{device_slug(device_record())}.jsonl"
     run_device_benchmark(
         models=args.models or quick.get("models", ("vgg16", "alexnet")), modes=args.modes,
-        dataset=args.dataset or quick.get("dataset"), train_size=args.train_size or quick.get("train_size"),
-        test_size=args.test_size or quick.get("test_size"), epochs=args.epochs, batch_size=args.batch_size,
+        dataset=_given(args.dataset, quick.get("dataset")), train_size=_given(args.train_size, quick.get("train_size")),
+        test_size=_given(args.test_size, quick.get("test_size")), epochs=args.epochs, batch_size=args.batch_size,
         iterations=args.iterations, step=args.step, seed=args.seed,
-        width_multiplier=args.width_multiplier or quick.get("width_multiplier", 1.0),
-        latency_runs=args.latency_runs or quick.get("latency_runs", 50), power=args.power,
+        width_multiplier=_given(args.width_multiplier, quick.get("width_multiplier", 1.0)),
+        latency_runs=_given(args.latency_runs, quick.get("latency_runs", 50)), power=args.power,
         interval_ms=args.interval_ms, store=out, note=args.note, litert=not args.no_litert)
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         print(table6(load_results(out)).drop(columns=["protocol"]).to_string(index=False))
@@ -292,25 +306,35 @@ def _bench_device(args) -> int:
     return 0
 
 
-def _export(args) -> int:
-    import keras
+def _given(value, default):
+    """``value`` unless the option was left out: an explicit 0 is checked, never replaced by a default."""
+    return default if value is None else value
 
+
+def _export_model(args):
+    """``(model, name)``: the saved model, or the architecture built with its plan and width multiplier."""
     import cdp_tutorial as cdp
+    from cdp_tutorial.edge.export import load_keras_model
+
+    if args.model_file:
+        return load_keras_model(args.model_file), Path(args.model_file).stem
+    m = args.width_multiplier
+    name = Path(args.plan).stem if args.plan else args.model
+    widths = {}
+    if args.plan:  # checked against the model it is applied to, totals counted on it
+        widths = cdp.PruningPlan.load(args.plan, model=cdp.models.build_model(args.model)).widths
+    if m is None or m == 1:
+        return cdp.models.build_model(args.model, widths=widths or None), name
+    narrow = {layer: max(1, round(w * m)) for layer, w in widths.items()}  # as experiments trains it
+    return cdp.models.build_model(args.model, widths=narrow or None, width_multiplier=m), f"{name}_x{m:g}"
+
+
+def _export(args) -> int:
     from cdp_tutorial.data import load_dataset
     from cdp_tutorial.edge import export_litert, split_arrays
 
-    if args.model_file:
-        if not Path(args.model_file).is_file():
-            raise FileNotFoundError(f"no Keras model at {args.model_file}")
-        model = keras.saving.load_model(args.model_file)
-        name = Path(args.model_file).stem
-    else:
-        model = cdp.models.build_model(args.model, width_multiplier=args.width_multiplier)
-        name = args.model
-        if args.plan:
-            plan = cdp.PruningPlan.load(args.plan)
-            model = cdp.apply_plan(cdp.models.build_model(args.model), plan)
-            name = Path(args.plan).stem
+    check_output_folder(args.out)
+    model, name = _export_model(args)
     data = load_dataset(args.dataset, test_size=args.test_size)
     images, labels = split_arrays(data, "test")
     calibration = split_arrays(data, "train", limit=200)[0] if "full_int8" in args.precision else None
@@ -329,16 +353,19 @@ def _export(args) -> int:
 def _measure(args) -> int:
     from cdp_tutorial.data import load_dataset
     from cdp_tutorial.edge import EdgeStore, measure, split_arrays
+    from cdp_tutorial.edge.export import load_keras_model
 
     missing = [f for f in args.files if not Path(f).is_file()]
     if missing:
         raise FileNotFoundError(f"no such file: {', '.join(missing)}")
+    check_output_folder(args.out)
     data = load_dataset(args.dataset)
     images, _ = split_arrays(data, "test")
     store = EdgeStore(args.out)
     for file in args.files:
-        result = measure(file, images, n_images=args.images, warmup=args.warmup, threads=args.threads,
-                         seed=args.seed)
+        keras_file = Path(file).suffix in (".keras", ".h5")  # loaded here: a clear error naming the file
+        result = measure(load_keras_model(file) if keras_file else file, images, n_images=args.images,
+                         warmup=args.warmup, threads=args.threads, seed=args.seed, name=Path(file).stem)
         store.append(result.record(file=str(file), dataset=data.description))
         print(result.summary())
         print(f"  energy: {result.energy_j_per_image if result.energy_j_per_image is not None else 'n/a'}"

@@ -211,9 +211,9 @@ def check_fashion_mnist(arrays: dict, paths: dict) -> None:
                              "releases, or one cut short?)")
         bad = np.flatnonzero(labels >= n_classes)
         if bad.size:
-            raise ValueError(f"{y_path}: label {int(labels[bad[0]])} at index {int(bad[0])} (and "
-                             f"{bad.size - 1} more) is not a class; Fashion-MNIST labels are 0 to "
-                             f"{n_classes - 1}")
+            more = f" (and {bad.size - 1:,} more)" if bad.size > 1 else ""
+            raise ValueError(f"{y_path}: label {int(labels[bad[0]])} at index {int(bad[0])}{more} is not a "
+                             f"class; Fashion-MNIST labels are 0 to {n_classes - 1}")
 
 
 def read_idx(path, ndim: int | None = None) -> np.ndarray:

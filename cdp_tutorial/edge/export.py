@@ -150,6 +150,42 @@ def export_litert(model, path, precision: str = "fp32", *, representative_images
     return path
 
 
+def load_keras_model(path):
+    """A saved Keras model (``.keras``, or a legacy ``.h5``) to export or measure, without its optimizer.
+
+    ``compile=False``: exporting and timing need the layers and weights only, so a training
+    checkpoint loads too (its optimizer's learning-rate schedule is ``cdp_tutorial``'s own).
+
+    Raises
+    ------
+    FileNotFoundError
+        No such file.
+    ValueError
+        Another suffix, a ``.keras`` file that is not a zip archive (cut short, or a renamed ``.h5``),
+        or one Keras cannot read; the message names the file.
+    """
+    import zipfile
+
+    import keras
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no Keras model at {path}")
+    if path.suffix not in (".keras", ".h5"):
+        raise ValueError(f"{path}: expected a Keras model file ending in .keras (or a legacy .h5)")
+    with open(path, "rb") as handle:
+        is_hdf5 = handle.read(8) == b"\x89HDF\r\n\x1a\n"
+    if path.suffix == ".keras" and not zipfile.is_zipfile(path):
+        reason = ("it is an HDF5 (.h5) file renamed to .keras; give it its .h5 name back" if is_hdf5 else
+                  "it is cut short or damaged (a .keras file is a zip archive); save the model again")
+        raise ValueError(f"{path} is not a readable .keras file: {reason}")
+    try:
+        return keras.saving.load_model(path, compile=False)
+    except Exception as error:  # Keras and h5py raise many types; one message that names the file
+        raise ValueError(f"{path} could not be read as a Keras model ({type(error).__name__}: "
+                         f"{' '.join(str(error).split())[:300]})") from error
+
+
 def describe_path(path) -> Path:
     """The JSON that describes an exported file: ``vgg.tflite`` -> ``vgg.tflite.json``."""
     path = Path(path)
