@@ -54,8 +54,13 @@ def _add_method_options(p) -> None:
     p.add_argument("--methods", nargs="+", type=str.lower, default=None,
                    choices=["cdp", "uniform", "l1", "random", "pls"],
                    help="how pruned runs are made (default: cdp, plus uniform with --uniform); l1, random "
-                        "and pls train the baseline, then --iterations x (rank, prune, fine-tune)")
-    p.add_argument("--iterations", type=positive_int, default=1, help="K prune + fine-tune rounds of l1/random/pls")
+                        "and pls prune the trained baseline in --iterations steps and fine-tune it")
+    p.add_argument("--iterations", type=positive_int, default=1, help="K pruning steps of l1/random/pls")
+    p.add_argument("--finetune", choices=["rounds", "once"], default="rounds",
+                   help="fine-tune after every pruning step (rounds, as PLS's code does) or once after the "
+                        "last (once, the paper's §4.4.1)")
+    p.add_argument("--finetune-lr-scale", type=float, default=0.1,
+                   help="a fine-tune's learning rate as a fraction of the training's, in (0, 1] (default 0.1)")
     p.add_argument("--finetune-epochs", type=positive_int, default=None,
                    help="epochs of each fine-tune (default: --epochs, equal epochs per stage)")
 
@@ -219,7 +224,8 @@ def _specs(args, models, modes, targets, seeds, baseline, uniform):
                       epochs=args.epochs, recipe=args.recipe, batch_size=args.batch_size,
                       train_size=args.train_size, test_size=args.test_size, baseline=baseline,
                       uniform=uniform, width_multiplier=args.width_multiplier, methods=args.methods,
-                      iterations=args.iterations, finetune_epochs=args.finetune_epochs)
+                      iterations=args.iterations, finetune_epochs=args.finetune_epochs,
+                      finetune=args.finetune, finetune_lr_scale=args.finetune_lr_scale)
 
 
 def _train(args) -> int:
@@ -276,11 +282,13 @@ def _print_summary(frame) -> None:
         return
     shown = table.assign(
         accuracy=[f"{m:.2f} ± {s:.2f}" for m, s in zip(table.accuracy_mean, table.accuracy_std)],
-        change=table.accuracy_change_pts.round(2), reduction=table.reduction_pct.round(2),
-        params=table.params.astype(int), macs=table.macs.astype(int))
+        change=table.accuracy_change_pts.round(2),
+        planned=table.planned_reduction_pct.round(2), trained=table.trained_reduction_pct.round(2),
+        trained_macs=table.trained_macs.round().astype("Int64"))
     with pd.option_context("display.width", 200, "display.max_columns", 20):
-        print(shown[["model", "dataset", "method", "mode", "target", "seeds", "accuracy", "change",
-                     "reduction", "params", "macs"]].to_string(index=False))
+        print(shown[["model", "dataset", "method", "variant", "mode", "target", "seeds", "accuracy", "change",
+                     "collapsed", "planned", "trained", "trained_macs"]].to_string(index=False))
+    print("planned / trained: % of the mode's complexity removed from the full-size plan / the trained model")
     for label in table.label.unique():
         print(f"* {label}")
 
