@@ -10,7 +10,8 @@ groups stayed whole and why, by cause, each with what would help:
 * operations whose channel mapping is unknown, grouped convs that read a concatenation, attention
   layers, layers that need every channel: the floor *if* those groups could shrink, a bound for
   what changing the model (a standard layer in place of a custom one) could give;
-* the model's output and dense heads, which are never pruned.
+* ``round_to`` and ``min_keep``, which keep more filters in every layer: the floor without them;
+* the model's output and dense heads, which are never pruned (not mentioned).
 """
 
 from __future__ import annotations
@@ -104,6 +105,11 @@ def explain_floor(problem, mode) -> str:
                 remedy = f"; {REMEDIES[cause]}" if cause in REMEDIES else ""
                 text += f" (free, the floor could be as low as {bound:.4f}{remedy})"
         parts.append(text)
+    options = getattr(problem, "options", {}) or {}
+    if options.get("round_to", 1) != 1 or options.get("min_keep") is not None:
+        floors = _lowest_with(problem, mode, round_to=1, min_keep=None)
+        if floors is not None and floors < lowest - 5e-5:
+            parts.append(f"round_to/min_keep keep more filters in every layer (without them: {floors:.4f})")
     if not parts:
         return ""
     return ". Held at full width: " + "; ".join(parts) + "".join(f". {a}" for a in advice)

@@ -301,3 +301,9 @@ def test_attention_macs_follow_the_documented_formula():
     assert rows.loc["attention", "params"] == model.get_layer("attention").count_params()
     plan, _ = plan_and_build(model, "flops", target=0.8)
     assert set(plan.widths) == {"mlp"}  # the attention's widths stay whole
+
+
+def test_unreachable_message_names_round_to_and_min_keep_floors():
+    model = resnext_block()
+    with pytest.raises(ValueError, match=r"round_to/min_keep keep more filters.*without them: 0\.\d{4}"):
+        cdp.plan_pruning(model, "params", target=0.3, seed=0, min_keep=0.9)
