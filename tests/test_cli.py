@@ -224,3 +224,27 @@ def test_labels_beyond_the_classes_stop_train_before_it_starts(tmp_path, capsys,
     assert code == 2
     assert f"{folder / 'train-labels-idx1-ubyte.gz'}: label 200 at index 6 is not a class" in error
     assert not list(tmp_path.glob("r/runs/*/config.json"))  # no half-started run left behind
+
+
+# --------------------------------------------------------------------------- damaged inputs reach the edge as one line
+
+
+@pytest.mark.parametrize("text, message", [
+    ('{"format": "cdp-tutorial/pruning-plan", "model_name": "alex', "not valid JSON at line 1 column"),
+    ("[]", "holds a JSON list, not a pruning plan"),
+    ('{"format": "cdp-tutorial/pruning-plan"}', "lacks model_name, mode"),
+])
+def test_export_with_a_damaged_plan_names_the_file(tmp_path, capsys, text, message):
+    plan = tmp_path / "plan.json"
+    plan.write_text(text)
+    code, error = run(["export", "--model", "alexnet", "--plan", plan, "--out", tmp_path / "e"], capsys)
+    assert code == 2 and f"{plan}: " in error and message in error
+
+
+@pytest.mark.parametrize("command", [["summary"], ["sweep", "--model", "alexnet", "--modes", "FA", "--seeds", "0"]])
+def test_a_damaged_results_line_is_one_line_naming_file_and_line(tmp_path, capsys, command):
+    out = tmp_path / "results"
+    out.mkdir()
+    (out / "results.jsonl").write_text('{"key": "a"}\n{"key": "b", "oops\x01": 2}\n')
+    code, error = run([*command, "--out", out], capsys)
+    assert code == 2 and f"{out / 'results.jsonl'}:2" in error
