@@ -8,12 +8,15 @@ a network; :func:`cdp_tutorial.data.repository_file` finds a file in either plac
 (metadata, dependencies, the Repository URL) is in pyproject.toml.
 """
 
-from setuptools import find_packages, setup
+from setuptools import find_namespace_packages, find_packages, setup
 
 PACKAGED_DATA = "cdp_tutorial.repository_data"
+# data/'s subfolders are listed too: setuptools treats every folder it copies as a (namespace) package
+# and warns about any it was not told of.
+DATA_FOLDERS = [f"{PACKAGED_DATA}.{name}" for name in find_namespace_packages(where="data")]
 
 setup(
-    packages=[*find_packages(include=["cdp_tutorial*"]), PACKAGED_DATA],
+    packages=[*find_packages(include=["cdp_tutorial*"]), PACKAGED_DATA, *DATA_FOLDERS],
     package_dir={PACKAGED_DATA: "data"},
     package_data={PACKAGED_DATA: ["**/*"]},
 )
