@@ -226,6 +226,7 @@ def test_running_the_cascade_agrees_with_simulating_it(split, model_pair):
         assert tuple(np.bincount(stage, minlength=2) / len(stage)) == pytest.approx(simulated.exit_fractions)
     latency = cascade.measure_latency(fit.x_test[:6], median_margin, warmup=1)
     assert latency.n == 6 and latency.warmup == 1  # every image timed, one by one, by edge.time_calls
+    assert cascade.measure_latency(fit.x_test[:2], median_margin, warmup=1).n == 2  # its graphs are reused
     assert 0 < latency.q25_ms <= latency.median_ms <= latency.q75_ms < 5000
     with pytest.raises(ValueError, match="warmup must be an integer ≥ 1"):
         cascade.measure_latency(fit.x_test[:2], 0.5, warmup=0)
@@ -312,8 +313,8 @@ def test_the_cascade_converts_logits_and_refuses_other_outputs(split):
     wide = probabilities_model(0.2, name="wide")
     assert ec.output_activation(softmax_model) == "softmax" and ec.output_activation(logits_model) == "linear"
     x = ec.normalise(images, mean, std)
-    np.testing.assert_allclose(ec.predict_probabilities(logits_model, x), ec.predict_probabilities(softmax_model, x),
-                               atol=1e-6)
+    np.testing.assert_allclose(ec.predict_probabilities(logits_model, x),
+                               ec.predict_probabilities(softmax_model, x), atol=1e-6)
     threshold = float(np.median(ec.softmax_margin(ec.predict_probabilities(softmax_model, x))))
     with_softmax = ec.Cascade([softmax_model, wide], [1, 2], mean, std).predict(images, threshold)
     with_logits = ec.Cascade([logits_model, wide], [1, 2], mean, std).predict(images, threshold)

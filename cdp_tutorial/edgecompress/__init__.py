@@ -27,13 +27,14 @@ from cdp_tutorial.edgecompress.compound import (CompoundConfig, CompoundSearch, 
                                                 measure_contributions, search_compound, train_config)
 from cdp_tutorial.edgecompress.cropping import (box_iou, cam_boxes, crop_images, foreground_predictor, grad_cam,
                                                 predict_boxes, train_predictor)
-from cdp_tutorial.edgecompress.images import (at_resolution, class_probabilities, holdout_validation, model_outputs,
-                                              normalise, output_activation, pre_softmax_scores, predict_probabilities,
-                                              resize_images, softmax, softmax_head, with_images)
+from cdp_tutorial.edgecompress.images import (at_resolution, class_probabilities, holdout_validation,
+                                              model_outputs, normalise, output_activation, pre_softmax_scores,
+                                              predict_probabilities, resize_images, softmax, softmax_head,
+                                              with_images)
 
 __all__ = ["Cascade", "CascadeOutcome", "CompoundConfig", "CompoundSearch", "at_resolution", "box_iou",
            "cam_boxes", "cascade_curve", "choose_threshold", "class_probabilities", "compound_config",
-           "crop_images", "expected_latency", "foreground_predictor", "grad_cam", "holdout_validation", "measure_contributions",
-           "model_outputs", "normalise", "output_activation", "pre_softmax_scores", "predict_boxes",
-           "predict_probabilities", "resize_images", "search_compound", "simulate_cascade", "softmax",
-           "softmax_head", "softmax_margin", "train_config", "train_predictor", "with_images"]
+           "crop_images", "expected_latency", "foreground_predictor", "grad_cam", "holdout_validation",
+           "measure_contributions", "model_outputs", "normalise", "output_activation", "pre_softmax_scores",
+           "predict_boxes", "predict_probabilities", "resize_images", "search_compound", "simulate_cascade",
+           "softmax", "softmax_head", "softmax_margin", "train_config", "train_predictor", "with_images"]

@@ -276,6 +276,7 @@ class Cascade:
         self.macs = [check_number(m, f"macs[{i}]", minimum=0, include_minimum=False) for i, m in enumerate(macs)]
         self.mean, self.std = tuple(mean), tuple(std)
         self.input_shape = inputs[0]
+        self._graphs = None  # one compiled graph per stage, built on first timing and reused
 
     def _prepare(self, images) -> np.ndarray:
         images = np.asarray(images)
@@ -330,7 +331,10 @@ class Cascade:
         threshold = check_threshold(threshold)
         warmup = check_warmup(warmup)
         x = self._prepare(images)
-        graphs = [tf.function(lambda one, model=model: model(one, training=False)) for model in self.models]
+        if self._graphs is None:
+            self._graphs = [tf.function(lambda one, model=model: model(one, training=False))
+                            for model in self.models]
+        graphs = self._graphs
         logits = [output_activation(model) == "linear" for model in self.models]
         last = len(self.models) - 1
 
@@ -340,6 +344,6 @@ class Cascade:
                 if i == last or softmax_margin(softmax(p) if logits[i] else p)[0] >= threshold:
                     return p
 
-        for graph in graphs:  # trace every stage, even one the warm-up images never reach
+        for graph in graphs:  # trace (or reuse) every stage, even one the warm-up images never reach
             graph(x[:1])
         return time_calls(run, [x[i:i + 1] for i in range(len(x))], warmup=warmup)
