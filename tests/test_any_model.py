@@ -1,7 +1,8 @@
 """Models nobody wrote for this package: custom layers, unknown input sizes, grouped convs, SE, attention.
 
 One small model per structure, each used as a user would: ``profile`` counts exactly what Keras
-stores (and the MACs a hand count gives), Algorithm 1 meets its target, and ``apply_plan`` builds a
+stores (and the MACs a hand count gives; ``tests/test_flops_crosscheck.py`` recounts these models'
+MACs with TensorFlow's profiler), Algorithm 1 meets its target, and ``apply_plan`` builds a
 smaller model that runs and gives outputs of the right shape. Where the old rules froze channels
 (grouped convs, squeeze-excite reshapes), the lowest reachable target must now be lower.
 """
@@ -34,6 +35,7 @@ def plan_and_build(model, mode="params", target=0.5, **kwargs):
     """Plan, rebuild, run: the pruned model's outputs have the original's shape and its profile is
     the plan's final totals."""
     shape = kwargs.get("input_shape")
+    assert cdp.profile(model, input_shape=shape).totals.params == model.count_params()
     plan = cdp.plan_pruning(model, mode, target=target, seed=0, **kwargs)
     assert plan.final.mode_total(plan.mode) <= target * plan.baseline.mode_total(plan.mode)
     small = cdp.apply_plan(model, plan)

@@ -23,6 +23,7 @@ import tensorflow as tf
 from keras import layers as L
 
 import cdp_tutorial as cdp
+from test_any_model import attention_net, conv_mixer, resnext_block, se_net  # one model per structure
 
 KERNEL_OPS = {"Conv2D", "DepthwiseConv2dNative", "MatMul", "BatchMatMulV2", "BatchMatMulV3",
               "Conv3D", "Einsum"}
@@ -104,8 +105,10 @@ def cross_attention_model():
 
 
 @pytest.mark.parametrize("build", [mixed_model, lambda: cdp.models.build_model("mobilenetv2"),
-                                   grouped_model, self_attention_model, cross_attention_model],
-                         ids=["mixed", "mobilenetv2", "grouped", "self-attention", "cross-attention"])
+                                   grouped_model, self_attention_model, cross_attention_model,
+                                   conv_mixer, resnext_block, se_net, attention_net],
+                         ids=["mixed", "mobilenetv2", "grouped", "self-attention", "cross-attention",
+                              "convmixer", "resnext", "squeeze-excite", "attention-net"])
 def test_kernel_float_ops_are_twice_our_macs(build):
     model = build()
     tf_ops = tensorflow_float_ops(model)
