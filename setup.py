@@ -19,4 +19,6 @@ setup(
     packages=[*find_packages(include=["cdp_tutorial*"]), PACKAGED_DATA, *DATA_FOLDERS],
     package_dir={PACKAGED_DATA: "data"},
     package_data={PACKAGED_DATA: ["**/*"]},
+    # a sweep's resumable run folders (checkpoints, gitignored) stay out of a wheel built from a checkout
+    exclude_package_data={PACKAGED_DATA: ["*/runs/*"]},
 )
