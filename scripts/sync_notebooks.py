@@ -52,7 +52,9 @@ badges, colab_install_cell, absolute_link = _links.badges, _links.colab_install_
 # logger's lines (temporary asset folders, retracing notes with memory addresses): they say nothing
 # about the lesson and differ on every run, so committed notebooks drop them.
 TF_CHATTER = re.compile(r"^(WARNING: All log messages before absl|[IWE]\d{4} |(INFO|WARNING):tensorflow:|To enable the following "
-                        r"instructions|.*rebuild TensorFlow with the appropriate compiler flags)")
+                        r"instructions|.*rebuild TensorFlow with the appropriate compiler flags"
+                        # LiteRT's interpreter and converter (C++, past TF_CPP_MIN_LOG_LEVEL)
+                        r"|INFO: Created TensorFlow Lite XNNPACK delegate|fully_quantize: \d+, inference_type: )")
 KERNELSPEC = {"display_name": "Python 3", "language": "python", "name": "python3"}
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 
