@@ -173,7 +173,7 @@ class PruningProblem:
         return w
 
 
-def layer_weights(model, mode, coupled: str = "skip", latency_table=None) -> pd.Series:
+def layer_weights(model, mode, coupled: str = "skip", latency_table=None, input_shape=None) -> pd.Series:
     """Selection probability of every prunable conv layer of ``model`` for ``mode``, for teaching.
 
     Parameters
@@ -185,6 +185,8 @@ def layer_weights(model, mode, coupled: str = "skip", latency_table=None) -> pd.
         How convs tied by an ``Add`` are treated (see :func:`cdp_tutorial.plan_pruning`).
     latency_table : cdp_tutorial.latency.LatencyTable, optional
         Required by mode ``"LA"``: a layer's weight is then its share of the predicted latency.
+    input_shape : tuple of int, optional
+        The input size, for a model built on unknown sizes (see :func:`cdp_tutorial.profile`).
 
     Returns
     -------
@@ -199,7 +201,8 @@ def layer_weights(model, mode, coupled: str = "skip", latency_table=None) -> pd.
     1.0
     """
     mode = normalize_mode(mode)
-    problem = PruningProblem(model, coupled=coupled, latency_table=table_for(mode, latency_table))
+    problem = PruningProblem(model, coupled=coupled, latency_table=table_for(mode, latency_table),
+                             input_shape=input_shape)
     x = problem.unit_complexities(problem.baseline_widths, mode)
     return pd.Series(selection_probabilities(x), index=problem.unit_names, name=f"w ({mode})")
 

@@ -139,6 +139,7 @@ def test_unknown_input_size_is_counted_at_the_size_given():
     assert report.totals == cdp.profile(enhancement_net((16, 12, 3))).totals
     assert report.totals.params == model.count_params()
     assert report.totals.macs == 16 * 12 * 9 * (3 * 8 + 8 * 8 + 16 * 3)  # K² C_in C_out H W, three convs
+    assert list(cdp.layer_weights(model, "FA", input_shape=(16, 12, 3)).index) == ["c1", "c2"]
     plan, small = plan_and_build(model, "flops", input_shape=(16, 12, 3))
     assert small.inputs[0].shape[1:] == (None, None, 3)  # still runs at any size
     assert small(images(model, shape=(20, 20, 3))).shape == (2, 20, 20, 3)
