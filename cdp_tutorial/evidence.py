@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import os
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -353,9 +354,8 @@ def training_cost(records, ranking: str = "PLS-FA") -> pd.DataFrame:
         0.4, "≈ 60% less training time"). Empty if no seed has the ranking run.
     """
     frame = _frame(records)
-    ranked = frame[frame["arm"] == ranking]
     rows = []
-    for _, run in ranked.iterrows():
+    for _, run in frame[frame["arm"] == ranking].iterrows():
         stages = run["stages"] if isinstance(run.get("stages"), list) else []
         part = (lambda key, train: float(sum(s[key] for s in stages if (s["kind"] == "train") == train)))
         row = {"seed": int(run["seed"]), "baseline_s": part("train_time_s", True), "score_s": part("score_time_s", False),
@@ -377,8 +377,6 @@ def plot_evidence(records, comparisons=COMPARISONS, arms=None, confidence: float
     (those with no common seed are left out); ``title`` should say what the runs are. Returns the
     matplotlib Figure.
     """
-    import textwrap
-
     import matplotlib.pyplot as plt
 
     frame = _frame(records)
@@ -401,11 +399,12 @@ def plot_evidence(records, comparisons=COMPARISONS, arms=None, confidence: float
             if not math.isnan(low):
                 ax.vlines(i + 0.3, low, high, color="black", lw=1, zorder=4)
         ax.set_xticks(range(len(groups)), [g[0] for g in groups], fontsize=7)
-    axes[0].set(ylabel="test accuracy (%)")
-    axes[0].set_title("accuracy per arm", fontsize=9)
+    axes[0].set(ylabel="test accuracy (%)", title="accuracy per arm")
     axes[1].axhline(0, color="gray", lw=1)
-    axes[1].set(ylabel="A − B, paired by seed (points)")
-    axes[1].set_title("paired differences", fontsize=9)
+    if pairs.empty:
+        axes[1].text(0.5, 0.5, "no comparison has a seed\nwith both of its runs yet", ha="center", va="center",
+                     transform=axes[1].transAxes, fontsize=8)
+    axes[1].set(ylabel="A − B, paired by seed (points)", title="paired differences")
     handles = [plt.Line2D([], [], marker="o", ls="", color=c, label=f"seed {s}") for s, c in colours.items()]
     handles += [plt.Line2D([], [], color="black", lw=2, label="mean"),
                 plt.Line2D([], [], color="black", lw=1, label=f"{confidence:.0%} t-interval of the mean (n ≥ 2)")]

@@ -157,6 +157,8 @@ def test_the_figure_has_a_point_per_seed_and_says_n():
     assert [t.get_text() for t in right.get_xticklabels()] == ["CDP-FA\n− uniform-FA\nn = 2"]  # no L1 run: left out
     assert sum(len(c.get_offsets()) for c in left.collections if isinstance(c, PathCollection)) == 5  # 3 + 2 seeds
     assert fig._suptitle.get_text() == "test records"
+    alone = plot_evidence([run("cdp", "FA", 0, 0.8)], comparisons=[("CDP-FA", "uniform-FA")])
+    assert [t.get_text() for t in alone.axes[1].texts] == ["no comparison has a seed\nwith both of its runs yet"]
 
 
 def test_bad_input_is_refused_with_what_was_wrong(store, tmp_path):
