@@ -38,7 +38,7 @@ from cdp_tutorial.complexity import CostModel, Totals, bytes_per_element_of
 from cdp_tutorial.graph import analyse
 from cdp_tutorial.latency.planning import amount_text, latency_budget, latency_predictor, table_for
 from cdp_tutorial.plans import HISTORY_COLUMNS, PruningPlan
-from cdp_tutorial.reachability import explain_floor
+from cdp_tutorial.reachability import explain_floor, target_text
 from cdp_tutorial.sampling import normalize_mode, sample_layer, selection_probabilities
 
 COUPLED_CHOICES = ("skip", "tie")
@@ -236,7 +236,7 @@ def _check_reachable(problem, mode, budget, baseline):
         raise ValueError(
             f"{mode} budget {amount_text(budget, mode)} ({budget / baseline:.2%} of baseline) is unreachable: with "
             f"every prunable layer at its minimum width the model still has {amount_text(lowest, mode)} "
-            f"({lowest / baseline:.2%}); the lowest reachable target is {lowest / baseline:.4f}"
+            f"({lowest / baseline:.2%}); the lowest reachable target is {target_text(lowest / baseline)}"
             + explain_floor(problem, mode)
         )
 

@@ -12,6 +12,8 @@ groups stayed whole and why, by cause, each with what would help:
   what changing the model (a standard layer in place of a custom one) could give;
 * ``round_to`` and ``min_keep``, which keep more filters in every layer: the floor without them;
 * the model's output and dense heads, which are never pruned (not mentioned).
+
+Every floor is written by :func:`target_text`: a target the caller can pass back as it reads.
 """
 
 from __future__ import annotations
@@ -27,6 +29,40 @@ REMEDIES = {
     "unknown op": "standard Keras layers in their place would let them shrink",
     "grouped conv": "a grouped conv prunes whole groups only when it reads one conv's output",
 }
+
+
+def target_text(fraction: float) -> str:
+    """A lowest reachable target as text: rounded *up*, so that passing it back as ``target`` works.
+
+    Four decimals as a rule; below 0.001, three significant digits instead, so that a floor such as
+    ResNet-50's with ``coupled="tie"`` (about 2e-5 of its parameters) does not read as zero.
+
+    Parameters
+    ----------
+    fraction : float
+        A complexity as a fraction of the baseline's, in [0, 1].
+
+    Returns
+    -------
+    str
+        The fraction in plain decimal notation, never below ``fraction``.
+
+    Examples
+    --------
+    >>> target_text(0.139744)  # 0.1397 would be below the floor
+    '0.1398'
+    >>> target_text(1.8622e-05)
+    '0.0000187'
+    >>> target_text(0.0)
+    '0'
+    """
+    if fraction <= 0:
+        return "0"
+    decimals = 4 if fraction >= 1e-3 else 2 - int(np.floor(np.log10(fraction)))
+    scaled = fraction * 10**decimals
+    # round up, but not past a value that floating point put a hair above a round number
+    value = np.ceil(scaled * (1 - 1e-12)) / 10**decimals
+    return f"{value:.{decimals}f}"
 
 
 def held_groups(problem) -> dict[str, list]:
@@ -87,7 +123,7 @@ def explain_floor(problem, mode) -> str:
             text = f"{count} tied by residual merges ({_some(merges)}), which coupled='skip' leaves whole"
             tied = _lowest_with(problem, mode, coupled="tie")
             if tied is not None and tied < lowest - 5e-5:
-                text += f": with coupled='tie' they shrink as units, down to {tied:.4f}"
+                text += f": with coupled='tie' they shrink as units, down to {target_text(tied)}"
                 advice.append("Try coupled='tie' to prune residual channels too")
             elif tied is not None:
                 text += " (coupled='tie' would not lower the floor)"
@@ -95,7 +131,7 @@ def explain_floor(problem, mode) -> str:
             text = f"{count} kept whole by ignored_layers"
             free = _lowest_with(problem, mode, ignored_layers=())
             if free is not None and free < lowest - 5e-5:
-                text += f" (without them: {free:.4f})"
+                text += f" (without them: {target_text(free)})"
         else:
             reasons = sorted({reason for g in groups
                               for reason, kind in zip(g.frozen_by, g.frozen_kinds) if kind == cause})
@@ -103,13 +139,13 @@ def explain_floor(problem, mode) -> str:
             bound = floor_if_free(problem, mode, groups) / baseline
             if bound < lowest - 5e-5:
                 remedy = f"; {REMEDIES[cause]}" if cause in REMEDIES else ""
-                text += f" (free, the floor could be as low as {bound:.4f}{remedy})"
+                text += f" (free, the floor could be as low as {target_text(bound)}{remedy})"
         parts.append(text)
     options = getattr(problem, "options", {}) or {}
     if options.get("round_to", 1) != 1 or options.get("min_keep") is not None:
         floors = _lowest_with(problem, mode, round_to=1, min_keep=None)
         if floors is not None and floors < lowest - 5e-5:
-            parts.append(f"round_to/min_keep keep more filters in every layer (without them: {floors:.4f})")
+            parts.append(f"round_to/min_keep keep more filters in every layer (without them: {target_text(floors)})")
     if not parts:
         return ""
     return ". Held at full width: " + "; ".join(parts) + "".join(f". {a}" for a in advice)

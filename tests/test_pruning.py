@@ -76,6 +76,29 @@ def test_unreachable_target_names_the_lowest_reachable_value(cifar_models):
     assert plan.final.params <= (lowest + 0.02) * plan.baseline.params
 
 
+def test_the_lowest_target_a_message_names_can_be_passed_back_and_tiny_floors_do_not_read_as_zero(cifar_models):
+    """AlexNet's floor is 0.13974...: the message names 0.1398 (0.1397 would be refused), and that target plans."""
+    import re
+
+    model = cifar_models["alexnet"]
+    with pytest.raises(ValueError, match=r"lowest reachable target is 0\.\d{4}$") as error:
+        cdp.plan_pruning(model, "params", target=0.1, seed=0)
+    named = float(re.search(r"lowest reachable target is ([\d.]+)$", str(error.value))[1])
+    problem = PruningProblem(model)
+    floor = problem.total(problem.minimum_widths(), "params") / problem.total(problem.baseline_widths, "params")
+    assert floor <= named < floor + 1e-4
+    plan = cdp.plan_pruning(model, "params", target=named, seed=0, step=0.5)
+    assert plan.final.params <= named * plan.baseline.params
+
+    # ResNet-50 tied: about 2e-5 of the parameters, written with three significant digits, not as 0.0000
+    with pytest.raises(ValueError, match=r"down to 0\.0000\d{3}\.") as error:
+        cdp.plan_pruning(cifar_models["resnet50"], "params", target=0.05, seed=0)
+    tied_named = float(re.search(r"down to ([\d.]+)\.", str(error.value))[1])
+    tied = PruningProblem(cifar_models["resnet50"], coupled="tie")
+    tied_floor = tied.total(tied.minimum_widths(), "params") / tied.total(tied.baseline_widths, "params")
+    assert tied_floor <= tied_named < 1.01 * tied_floor
+
+
 @pytest.mark.parametrize("name", ["resnet50", "mobilenetv2"])
 def test_coupled_channels_skipped_by_default_and_tied_on_request(cifar_models, name):
     model = cifar_models[name]
