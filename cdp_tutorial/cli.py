@@ -28,6 +28,8 @@ import pandas as pd
 from cdp_tutorial.cli_checks import (OneLineParser, check_output_file, check_output_folder, positive_int,
                                      print_error, refuse_ignored_options, show_tracebacks)
 from cdp_tutorial.files import write_atomically
+from cdp_tutorial.latency.command import add_latency_table_command, run_latency_table_command
+from cdp_tutorial.latency.table import LatencyTable
 
 
 def _add_run_options(p, several: bool) -> None:
@@ -82,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("plan", help="run Algorithm 1 and save the plan as JSON")
     p.add_argument("--model", required=True, type=str.lower, choices=sorted(MODELS))
     p.add_argument("--num-classes", type=positive_int, default=10)
-    p.add_argument("--mode", required=True, help="PA/params, FA/flops, MA/memory")
+    p.add_argument("--mode", required=True, help="PA/params, FA/flops, MA/memory, LA/latency (with --latency-table)")
     group = p.add_mutually_exclusive_group(required=True)
     group.add_argument("--target", type=float, help="fraction of the baseline to keep, in (0, 1)")
     group.add_argument("--budget", type=float, help="absolute budget (parameters, MACs or bytes)")
@@ -90,6 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--coupled", choices=["skip", "tie"], default="skip")
     p.add_argument("--round-to", type=positive_int, default=1)
+    p.add_argument("--latency-table", default=None,
+                   help="mode LA: a table from `cdp-tutorial latency-table` (--budget is then in ms)")
     p.add_argument("--out", default=None, help="write the plan here (JSON)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing plan file")
 
@@ -140,6 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None,
                    help="results file (JSON lines, appended); default device-results/<device>.jsonl")
     _add_edge_commands(sub)
+    add_latency_table_command(sub)
     return parser
 
 
@@ -207,8 +212,9 @@ def _plan(args) -> int:
 
     check_output_file(args.out, args.overwrite, "--out")
     model = cdp.models.build_model(args.model, num_classes=args.num_classes)
+    table = LatencyTable.load(args.latency_table) if args.latency_table else None
     plan = cdp.plan_pruning(model, args.mode, target=args.target, budget=args.budget, step=args.step,
-                            seed=args.seed, coupled=args.coupled, round_to=args.round_to)
+                            seed=args.seed, coupled=args.coupled, round_to=args.round_to, latency_table=table)
     print(plan.summary())
     print(f"seed {plan.seed}; widths: " + ", ".join(f"{k}={v}" for k, v in plan.widths.items()))
     if args.out:
@@ -383,7 +389,7 @@ def _measure(args) -> int:
 
 
 COMMANDS = {"export": _export, "measure": _measure, "profile": _profile, "plan": _plan, "train": _train, "sweep": _sweep, "summary": _summary,
-            "bench-device": _bench_device}
+            "bench-device": _bench_device, "latency-table": run_latency_table_command}
 
 if __name__ == "__main__":
     sys.exit(main())

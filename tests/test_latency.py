@@ -61,18 +61,9 @@ def test_a_table_measures_every_block_on_its_width_grid_in_processes_without_ten
                      "Dense": ([8, 8 * 8 * 32], [10])}
     assert all(np.all(e.ms > 0) for e in table.entries.values())
     assert table.settings["threads"] == 1 and table.settings["litert_timed_with"]
+    assert table.settings["timer_imported_tensorflow"] is False  # timed apart from the exporting process
     assert {"cpu_model", "logical_cores", "ai_edge_litert"} <= table.device.keys()
     assert [row["name"] for row in table.correction["calibration"]] == ["baseline", "uniform-flops-0.5"]
-
-
-def test_the_timing_processes_never_import_tensorflow(tmp_path):
-    from cdp_tutorial.latency import time_files
-    from cdp_tutorial.latency.timing import export_files
-
-    files = export_files({"block": tiny()}, tmp_path)
-    times = time_files(list(files.values()), FAST)
-    assert times.tensorflow_imported is False
-    assert times.median(files["block"]) > 0
 
 
 def test_prediction_is_the_block_sum_plus_the_fitted_correction(table):
@@ -80,7 +71,7 @@ def test_prediction_is_the_block_sum_plus_the_fitted_correction(table):
     parts = table.breakdown(model)
     fit = table.correction
     weight_mb = model.count_params() * 4 / 2**20  # BN's moving statistics are weights LiteRT folds in too
-    expected = parts.ms.sum() + fit["intercept_ms"] + fit["ms_per_weight_mb"] * weight_mb
+    expected = fit["blocks_scale"] * parts.ms.sum() + fit["intercept_ms"] + fit["ms_per_weight_mb"] * weight_mb
     assert table.predict_ms(model) == pytest.approx(expected, rel=1e-6)
     assert list(parts.how) == ["measured"] * 3
 
@@ -210,4 +201,34 @@ def test_a_committed_table_plans_vgg16_to_half_its_predicted_latency(path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", LatencyTableWarning)  # measured on another CPU than this one, maybe
         plan = cdp.plan_pruning(cdp.models.vgg16(), "LA", target=0.5, latency_table=table, seed=0)
+    assert plan.latency["final_ms"] <= 0.5 * plan.latency["baseline_ms"]
+
+
+def test_timing_by_thread_cpu_time_needs_one_interpreter_thread():
+    with pytest.raises(ValueError, match="needs threads=1"):
+        Timing(threads=2, clock="thread")
+
+
+def test_the_command_line_measures_a_table_and_refuses_LA_without_one(tmp_path, capsys):
+    from cdp_tutorial.cli import main
+
+    out = tmp_path / "head.json"
+    assert main(["latency-table", "--model", "vgg16", "--width-multiplier", "0.0625", "--layers", "predictions",
+                 "--threads", "1", "--clock", "thread", "--rounds", "1", "--processes", "1", "--repeats", "3",
+                 "--out", str(out)]) == 0
+    (entry,) = LatencyTable.load(out).entries.values()
+    assert (entry.description, entry.in_widths, entry.out_widths) == ("Dense", [32], [10])  # fc2's 32 units in
+    assert main(["plan", "--model", "vgg16", "--mode", "LA", "--target", "0.5"]) == 2
+    assert "latency table" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not COMMITTED, reason="no committed latency table under data/latency/")
+def test_the_command_line_plans_vgg16_in_mode_LA_with_the_committed_table(tmp_path, capsys):
+    from cdp_tutorial.cli import main
+
+    out = tmp_path / "plan.json"
+    assert main(["plan", "--model", "vgg16", "--mode", "LA", "--target", "0.5", "--seed", "0",
+                 "--latency-table", str(COMMITTED[0]), "--out", str(out)]) == 0
+    assert "ms predicted <= budget" in capsys.readouterr().out
+    plan = cdp.PruningPlan.load(out)
     assert plan.latency["final_ms"] <= 0.5 * plan.latency["baseline_ms"]

@@ -10,6 +10,8 @@ width, so a few points and straight lines between them suffice). A width that ne
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import os
 import tempfile
@@ -20,26 +22,28 @@ import numpy as np
 from cdp_tutorial.checks import check_int, check_model
 from cdp_tutorial.latency.blocks import build_block, find_blocks
 from cdp_tutorial.latency.table import BlockEntry, LatencyTable, now_utc
-from cdp_tutorial.latency.timing import Timing, export_files, measure_models, time_files
+from cdp_tutorial.latency.timing import Timing, export_files, time_files
 
 #: Whole models the correction is fitted on: (mode, target, method, seed). Seeds >= 10,000 are
 #: reserved for calibration, so no benchmark or notebook plan (seeds below 10,000) is one of them.
 CALIBRATION_PLANS = (("flops", 0.5, "uniform", None), ("params", 0.3, "cdp", 10_000),
                      ("flops", 0.25, "cdp", 10_001), ("memory", 0.6, "cdp", 10_002),
                      ("params", 0.15, "uniform", None), ("flops", 0.75, "cdp", 10_003),
-                     ("memory", 0.35, "cdp", 10_004))
+                     ("memory", 0.35, "cdp", 10_004), ("params", 0.2, "cdp", 10_005),
+                     ("memory", 0.25, "uniform", None))
 
 
 def measure_latency_table(model, *, timing: Timing = Timing(), out_step: int = 16, in_points: int = 3,
-                          layers=None, calibration: int = 6, folder=None, progress=None) -> LatencyTable:
+                          layers=None, calibration: int = 10, folder=None, progress=None) -> LatencyTable:
     """Measure the latency of every block of ``model`` with LiteRT on this machine.
 
     Each block (a conv or dense layer and the batch norm, activation and pooling fused to it) is
-    built alone at every grid width, exported to LiteRT fp32, and timed at batch 1 in separate
-    processes that never import TensorFlow (:func:`cdp_tutorial.latency.time_files`: warm-up,
-    interleaved rounds, median). Then ``calibration`` whole models (the unpruned model and pruned
-    variants of it, see :data:`CALIBRATION_PLANS`) are measured the same way, and the intercept
-    and size correction of :mod:`cdp_tutorial.latency.table` are fitted on them.
+    built alone at every grid width and exported to LiteRT fp32, and so are ``calibration`` whole
+    models (the unpruned model and pruned variants of it, :data:`CALIBRATION_PLANS`). All are
+    timed together at batch 1, in separate processes that never import TensorFlow
+    (:func:`cdp_tutorial.latency.time_files`: warm-up, interleaved rounds, median), and the
+    correction of :mod:`cdp_tutorial.latency.table` is fitted on the whole models
+    (:func:`fit_correction`).
 
     Parameters
     ----------
@@ -54,11 +58,13 @@ def measure_latency_table(model, *, timing: Timing = Timing(), out_step: int = 1
     layers : list of str, optional
         Measure only the blocks of these conv/dense layers (a quick, partial table: no correction,
         use it through :meth:`LatencyTable.updated`).
-    calibration : int, default 6
-        Whole models to fit the correction on (1 = the unpruned model only: intercept, no size
-        term; at most ``1 + len(CALIBRATION_PLANS)``).
+    calibration : int, default 10
+        Whole models to fit the correction on, timed in the same rounds as the blocks (so that both
+        see the machine in one state): 1 = the unpruned model only (intercept only), at most
+        ``1 + len(CALIBRATION_PLANS)``.
     folder : str or pathlib.Path, optional
-        Keep the exported ``.tflite`` files here (default: a temporary folder).
+        Keep the exported ``.tflite`` files here (default: a temporary folder). Files are named by
+        what they contain, so a second measurement into the same folder reuses them.
     progress : callable, optional
         Called with one line of text per stage (e.g. ``print``).
 
@@ -99,35 +105,38 @@ def measure_latency_table(model, *, timing: Timing = Timing(), out_step: int = 1
         raise ValueError(f"model {model.name!r} has no conv or dense layer to time")
     grids = _grids(blocks, out_step, in_points)
     load = [os.getloadavg()[0]]
+    points = {_file_name(key, i, o): (key, i, o)
+              for key, (ins, outs, _) in grids.items() for i in (ins or [0]) for o in outs}
+    whole = calibration_models(model, calibration) if layers is None and calibration else {}
     with tempfile.TemporaryDirectory(prefix="cdp-latency-table-") as scratch:
+        say(f"exporting {len(points)} single-block models for {len(grids)} block configurations"
+            + (f" and {len(whole)} whole models for the correction" if whole else ""))
         folder = Path(folder or scratch)
-        points = [(key, i, o) for key, (ins, outs, _) in grids.items() for i in (ins or [0]) for o in outs]
-        say(f"exporting {len(points)} single-block models for {len(grids)} block configurations")
-        files = export_files({f"block{n}": build_block(key, i, o) for n, (key, i, o) in enumerate(points)},
-                             folder / "blocks")
-        say(f"timing them: {timing.processes} processes x {timing.rounds} rounds x {timing.repeats} calls, "
-            f"{timing.threads} thread(s)")
+        files = export_files({name: (lambda key=key, i=i, o=o: build_block(key, i, o))
+                              for name, (key, i, o) in points.items()}, folder, reuse=True)
+        files.update(export_files({model_file_name(m): m for m in whole.values()}, folder, reuse=True))
+        say(f"timing them together: {timing.processes} processes x {timing.rounds} rounds x {timing.repeats} "
+            f"calls, {timing.threads} thread(s), clock {timing.clock!r}")
         times = time_files(list(files.values()), timing)
-        load += times.load
-        entries = {}
-        for key, (ins, outs, description) in grids.items():
-            ms, spread = np.zeros((max(1, len(ins)), len(outs))), np.zeros((max(1, len(ins)), len(outs)))
-            entries[key] = BlockEntry(key, description, list(ins), list(outs), ms, spread)
-        for n, (key, i, o) in enumerate(points):
-            row = entries[key].in_widths.index(i) if entries[key].in_widths else 0
-            col = entries[key].out_widths.index(o)
-            entries[key].ms[row, col] = round(times.median(files[f"block{n}"]), 6)  # as saved: 1 ns
-            entries[key].spread[row, col] = times.spread(files[f"block{n}"])
-        table = LatencyTable(model_name=model.name, device=device_record(),
-                             settings={**timing.as_dict(), "out_step": out_step, "in_points": in_points,
-                                       "litert_timed_with": times.litert, "precision": "fp32", "batch": 1},
-                             entries=entries, measured_at=now_utc(), load=load,
-                             layers={b.layer: b.key for b in blocks})
-        if layers is None and calibration:
-            say(f"measuring {calibration} whole models to fit the correction")
-            table.correction = fit_correction(table, model, calibration_models(model, calibration),
-                                              timing, folder / "calibration")
-            table.load += table.correction.pop("load")
+    entries = {}
+    for key, (ins, outs, description) in grids.items():
+        ms, spread = np.zeros((max(1, len(ins)), len(outs))), np.zeros((max(1, len(ins)), len(outs)))
+        entries[key] = BlockEntry(key, description, list(ins), list(outs), ms, spread)
+    for name, (key, i, o) in points.items():
+        row = entries[key].in_widths.index(i) if entries[key].in_widths else 0
+        col = entries[key].out_widths.index(o)
+        entries[key].ms[row, col] = round(times.median(files[name]), 6)  # as saved: 1 ns
+        entries[key].spread[row, col] = times.spread(files[name])
+    table = LatencyTable(model_name=model.name, device=device_record(),
+                         settings={**timing.as_dict(), "out_step": out_step, "in_points": in_points,
+                                   "litert_timed_with": times.litert, "precision": "fp32", "batch": 1,
+                                   "timer_imported_tensorflow": times.tensorflow_imported},
+                         entries=entries, measured_at=now_utc(), load=load + times.load,
+                         layers={b.layer: b.key for b in blocks})
+    if whole:
+        measured = {name: (times.median(files[model_file_name(m)]), times.wall_median(files[model_file_name(m)]),
+                           times.spread(files[model_file_name(m)])) for name, m in whole.items()}
+        table.correction = fit_correction(correction_rows(table, whole, measured))
     say(table.summary())
     return table
 
@@ -145,28 +154,50 @@ def calibration_models(model, count: int) -> dict:
     return models
 
 
-def fit_correction(table: LatencyTable, model, models: dict, timing: Timing, folder) -> dict:
-    """Measure whole ``models`` and fit ``measured - block sum = c0 + c1 * weight MB`` by least squares.
+def correction_rows(table: LatencyTable, models: dict, measured: dict) -> list[dict]:
+    """One row per whole model: measured ms (table's clock), wall ms, spread, block sum, weight MB.
 
-    With one model (or models of nearly one size) only the intercept is fitted (``c1 = 0``).
+    ``measured`` maps each name of ``models`` to ``(ms, wall_ms, spread)`` from one timing job.
     """
-    measured = measure_models(models, timing, folder)
     rows = []
     for name, m in models.items():
         predictor = table.predictor(m, warn=False)
         widths = predictor.costs.baseline_widths
-        rows.append(dict(name=name, measured_ms=round(measured.ms[name], 6),
-                         spread=round(measured.spread[name], 4),
+        ms, wall, spread = measured[name]
+        rows.append(dict(name=name, measured_ms=round(ms, 6), wall_ms=round(wall, 6), spread=round(spread, 4),
                          blocks_ms=round(float(predictor.block_ms(widths).sum()), 6),
                          weight_mb=round(predictor.weight_mb(widths), 4)))
-    residual = np.array([r["measured_ms"] - r["blocks_ms"] for r in rows])
+    return rows
+
+
+def fit_correction(rows: list[dict]) -> dict:
+    """Least squares ``measured = s * block sum + c0 + c1 * weight MB`` over whole models.
+
+    ``s`` carries what the blocks timed alone miss in proportion to their work, ``c1`` what the
+    whole model loses to moving its weights, ``c0`` the rest. With fewer than 5 models only ``c0`` and
+    ``c1`` are fitted (``s = 1``); with fewer than 3, or models of nearly one size, only ``c0``.
+    """
+    y = np.array([r["measured_ms"] for r in rows])
+    blocks = np.array([r["blocks_ms"] for r in rows])
     mb = np.array([r["weight_mb"] for r in rows])
-    if len(rows) >= 3 and np.ptp(mb) > 0.1 * mb.max():
-        slope, intercept = np.polyfit(mb, residual, 1)
+    if len(rows) >= 5:
+        (scale, intercept, slope), *_ = np.linalg.lstsq(np.c_[blocks, np.ones(len(y)), mb], y, rcond=None)
+    elif len(rows) >= 3 and np.ptp(mb) > 0.1 * mb.max():
+        scale, (slope, intercept) = 1.0, np.polyfit(mb, y - blocks, 1)
     else:
-        slope, intercept = 0.0, float(np.mean(residual))
-    return {"intercept_ms": round(float(intercept), 6), "ms_per_weight_mb": round(float(slope), 6),
-            "calibration": rows, "load": measured.times.load}
+        scale, slope, intercept = 1.0, 0.0, float(np.mean(y - blocks))
+    return {"blocks_scale": round(float(scale), 6), "intercept_ms": round(float(intercept), 6),
+            "ms_per_weight_mb": round(float(slope), 6), "calibration": rows}
+
+
+def model_file_name(model) -> str:
+    """A file name that changes with a model's architecture: ``vgg16-<hash of its layer configs>``."""
+    text = json.dumps([layer.get_config() for layer in model.layers], sort_keys=True, default=str)
+    return f"{model.name}-{hashlib.sha256(text.encode()).hexdigest()[:12]}"
+
+
+def _file_name(key: str, in_width: int, out_width: int) -> str:
+    return f"block-{hashlib.sha256(f'{key}|{in_width}|{out_width}'.encode()).hexdigest()[:12]}"
 
 
 def _grids(blocks, out_step, in_points) -> dict:

@@ -25,6 +25,9 @@ def add_latency_table_command(sub) -> None:
                    help="measure the model at this width (1: full size, what plans are made on)")
     p.add_argument("--out", required=True, help="the table's JSON file, e.g. data/latency/<device>.json")
     p.add_argument("--threads", type=int, default=2, help="LiteRT interpreter threads (the paper's VM: 2 CPUs)")
+    p.add_argument("--clock", choices=["wall", "thread"], default="wall",
+                   help="wall: wall-clock latency (a quiet machine); thread: the interpreter thread's CPU time, "
+                        "robust on a busy shared machine (needs --threads 1)")
     p.add_argument("--out-step", type=int, default=16, help="output widths measured at multiples of this")
     p.add_argument("--in-points", type=int, default=3, help="input widths measured per block configuration")
     p.add_argument("--repeats", type=int, default=20, help="timed calls per round")
@@ -46,7 +49,8 @@ def run_latency_table_command(args) -> int:
         raise ValueError(f"--out must be a .json file, got {args.out!r}")
     if out.exists() and not args.overwrite:
         raise FileExistsError(f"{out} exists; pass --overwrite to replace it")
-    timing = Timing(threads=args.threads, repeats=args.repeats, rounds=args.rounds, processes=args.processes)
+    timing = Timing(threads=args.threads, repeats=args.repeats, rounds=args.rounds, processes=args.processes,
+                    clock=args.clock)
     model = build_model(args.model, num_classes=args.num_classes, width_multiplier=args.width_multiplier)
     table = measure_latency_table(model, timing=timing, out_step=args.out_step, in_points=args.in_points,
                                   layers=args.layers, calibration=args.calibration, progress=print)

@@ -4,7 +4,7 @@ For a model whose blocks (:mod:`cdp_tutorial.latency.blocks`) the table covers, 
 
 .. math::
 
-    \hat t = \sum_{b} T_b\bigl(C^{in}_b, \lceil C^{out}_b \rceil\bigr) \;+\; c_0 \;+\; c_1 \cdot \text{weight MB}
+    \hat t = s \sum_{b} T_b\bigl(C^{in}_b, \lceil C^{out}_b \rceil\bigr) \;+\; c_0 \;+\; c_1 \cdot \text{weight MB}
 
 * :math:`T_b` is the measured latency of block *b*'s configuration. **Output widths** are rounded
   *up* to the next measured width (a multiple of the table's ``out_step``) before lookup: the CPU
@@ -16,8 +16,9 @@ For a model whose blocks (:mod:`cdp_tutorial.latency.blocks`) the table covers, 
   outside every block (a flatten, a merge).
 * :math:`c_1` corrects for size: a block timed alone keeps its weights in cache from one call to
   the next; inside the whole model the other blocks' weights push them out, so a model with more
-  megabytes of weights loses more time to memory than its blocks did. Both are fitted on whole
-  **calibration** models measured with the table, never on the plans the table is judged on.
+  megabytes of weights loses more time to memory than its blocks did. :math:`s` scales what the
+  blocks miss in proportion to their own time. All three are fitted on whole **calibration**
+  models timed in the same rounds as the blocks, never on the plans the table is judged on.
 
 :meth:`LatencyTable.breakdown` says, for every block, whether its figure was measured or how it
 was interpolated or rounded; :meth:`LatencyTable.predict_ms` is the sum.
@@ -118,7 +119,7 @@ class LatencyTable:
     entries : dict
         ``{configuration key: BlockEntry}``.
     correction : dict
-        ``intercept_ms`` (:math:`c_0`), ``ms_per_weight_mb`` (:math:`c_1`) and ``calibration``, the
+        ``blocks_scale`` (:math:`s`), ``intercept_ms`` (:math:`c_0`), ``ms_per_weight_mb`` (:math:`c_1`) and ``calibration``, the
         whole models they were fitted on (measured and block-sum latency, weight MB); empty for a
         partial table (a few layers), which then predicts only inside :meth:`updated` tables.
     measured_at : str
@@ -255,8 +256,9 @@ class LatencyTable:
     def summary(self) -> str:
         points = sum(e.ms.size for e in self.entries.values())
         fit = self.correction
-        fitted = (f"correction c0 = {fit['intercept_ms']:.3f} ms + {fit['ms_per_weight_mb']:.4f} ms per weight MB "
-                  f"(fitted on {len(fit['calibration'])} whole models)") if fit else "no correction (partial table)"
+        fitted = (f"correction s = {fit.get('blocks_scale', 1.0):.3f} x block sum + c0 = {fit['intercept_ms']:.3f} ms "
+                  f"+ {fit['ms_per_weight_mb']:.4f} ms per weight MB (fitted on {len(fit['calibration'])} whole models)"
+                  ) if fit else "no correction (partial table)"
         return (f"latency table for {self.model_name}: {len(self.entries)} block configurations, {points} "
                 f"measured points; {_device_text(self.device)}, LiteRT {self.device.get('ai_edge_litert')}, "
                 f"{self.threads} thread(s), measured {self.measured_at}; {fitted}")
@@ -304,13 +306,13 @@ class LatencyPredictor:
         return float(self.costs.layer_costs(widths)[0].sum()) * 4 / 2**20
 
     def total_ms(self, widths: np.ndarray) -> float:
-        """Predicted whole-model latency: block sum + intercept + size correction."""
+        """Predicted whole-model latency: scale x block sum + intercept + size correction."""
         fit = self.table.correction
         if not fit:
             raise ValueError("this latency table has no whole-model correction (it covers only some "
                              "layers); use table.updated(...) on a complete table, or measure_latency_table "
                              "without layers=")
-        return float(self.block_ms(widths).sum() + fit["intercept_ms"]
+        return float(fit.get("blocks_scale", 1.0) * self.block_ms(widths).sum() + fit["intercept_ms"]
                      + fit["ms_per_weight_mb"] * self.weight_mb(widths))
 
     def plan_record(self, baseline_widths: np.ndarray, widths: np.ndarray) -> dict:
