@@ -76,11 +76,12 @@ def reuse_note(specs, store) -> str:
 
     keys = {s.key for s in specs}
     reused = [r for r in store.records() if r.get("key") in keys]
-    other = sum(r.get("code_fingerprint") != code_fingerprint() for r in reused)
+    other = sorted({str(r.get("code_fingerprint")) for r in reused} - {code_fingerprint()})
     note = (f"{len(reused)} of {len(specs)} runs already finished in {store.path}: reused, not trained again")
     if other:
-        note += (f"; {other} of them were trained by other code than this (code fingerprint "
-                 f"{code_fingerprint()}): delete {store.path.parent} to train everything again")
+        count = sum(str(r.get("code_fingerprint")) in other for r in reused)
+        note += (f"; {count} of them were trained by other code (code fingerprint {', '.join(other)}; this "
+                 f"code is {code_fingerprint()}): delete {store.path.parent} to train everything again")
     return note
 
 
