@@ -276,7 +276,7 @@ def verdict(row, complete_at: int = 3) -> str:
     if n == 0:
         return f"{a} vs {b}: no seed has both runs yet (run `{SWEEP_COMMAND}`)."
     incomplete = "" if n >= complete_at else (f" Incomplete evidence: {n} of at least {complete_at} seeds "
-                                               "have both runs.")
+                                               f"{'has' if n == 1 else 'have'} both runs.")
     if n == 1:
         return (f"{a} vs {b}: {mean:+.1f} points in the one seed that has both runs; one seed gives no "
                 f"interval, so this says nothing about which is more accurate.{incomplete}")
