@@ -336,6 +336,31 @@ def test_bench_device_writes_table6_records_with_the_device(tmp_path, fake_jtop)
     assert list(table["mode"]) == ["baseline", "flops"] and table["speed-up"].iloc[0] == 1.0
 
 
+def test_table6_keeps_the_papers_memory_column_and_summarises_repeated_runs(tmp_path):
+    """On the committed CPU file (real records), then with a second run of each row appended."""
+    from cdp_tutorial.data import repository_file
+
+    committed = repository_file("data/devices/cpu-amd-epyc-2cores-quick.jsonl")
+    records = [json.loads(line) for line in committed.read_text().splitlines()]
+    once = table6(load_results(committed))
+    assert list(once["memory (MiB)"]) == [round(r["memory_bytes"] / 2**20, 2) for r in
+                                          sorted(records, key=lambda r: (r["model"], ["baseline", "params", "flops",
+                                                                                      "memory"].index(r["mode"])))]
+    assert (once["runs"] == 1).all() and once["speed-up low"].isna().all()  # one run shows no spread
+    repeated = tmp_path / "repeated.jsonl"
+    repeated.write_text("".join(json.dumps(r) + "\n" for r in records)
+                        + "".join(json.dumps({**r, "steady_epoch_time_s": 2 * r["steady_epoch_time_s"]}) + "\n"
+                                  for r in records))
+    twice = table6(load_results(repeated)).set_index(["model", "mode"])
+    base = [r for r in records if (r["model"], r["mode"]) == ("vgg16", "baseline")][0]["steady_epoch_time_s"]
+    flops = [r for r in records if (r["model"], r["mode"]) == ("vgg16", "flops")][0]["steady_epoch_time_s"]
+    row = twice.loc[("vgg16", "flops")]
+    assert row["runs"] == 2 and row["steady epoch (s)"] == round(1.5 * flops, 1)  # the median of the two runs
+    assert row["speed-up"] == pytest.approx(base / flops, abs=0.01)  # medians: both doubled in one run
+    assert row["speed-up low"] == pytest.approx(base / (2 * flops), abs=0.01)  # fastest baseline / slowest mode
+    assert row["speed-up high"] == pytest.approx(2 * base / flops, abs=0.01)
+
+
 def test_the_table6_label_states_the_step_and_does_not_call_it_the_papers():
     paper = {"model": "alexnet", "dataset": "cifar100", "train_size": None, "width_multiplier": 1,
              "epochs": 1, "batch_size": 5, "iterations": 50}

@@ -20,7 +20,7 @@ import cdp_tutorial as cdp
 from cdp_tutorial.data import load_dataset
 from cdp_tutorial.edge import (ConversionError, EdgeStore, LatencyStats, compare_with_keras, energy_model,
                                export_litert, load_interpreter, measure, rapl_available, RaplMeter,
-                               split_arrays, time_calls)
+                               split_arrays, time_back_to_back, time_calls)
 from cdp_tutorial.training import train
 
 
@@ -155,10 +155,41 @@ def test_a_warm_up_below_one_call_is_refused_with_the_reason(warmup, exported, p
         time_calls(len, [[1]], warmup=warmup)
 
 
+def test_back_to_back_runs_each_image_through_every_model_in_rotated_order():
+    seen = []
+
+    def recorder(name, seconds):
+        def call(x):
+            time.sleep(seconds)
+            seen.append((name, int(x[0, 0])))
+        return call
+
+    images = np.arange(40).reshape(20, 2)  # each input carries its own index
+    calls = {"slow": recorder("slow", 0.004), "fast": recorder("fast", 0.0), "also fast": recorder("also fast", 0.0)}
+    timing = time_back_to_back(calls, images, rounds=2, per_round=4, warmup=1, seed=3)
+    assert timing.names == ("slow", "fast", "also fast") and len(timing.rounds) == 2
+    timed = seen[3:15]  # after one warm-up call of each model, round 1's 4 images x 3 models
+    first = [int(2 * i) for i in timing.images[0]]  # the inputs' first values
+    assert [x for _, x in timed] == [x for x in first for _ in range(3)]  # image by image, back to back
+    assert [name for name, _ in timed[::3]] == ["slow", "fast", "also fast", "slow"]  # who goes first rotates
+    assert all(r[name].shape == (4,) for r in timing.rounds for name in calls)
+    assert (timing.ratios("slow", "fast") > 2).all()  # 4 ms of sleep against nothing, in every round
+    assert timing.ratios("slow", "fast", average="mean").shape == (2,) and timing.round_means("slow").min() >= 4
+    assert timing.stats("slow").n == 8 and timing.stats("slow").median_ms >= 4
+    again = time_back_to_back(calls, images, rounds=2, per_round=4, warmup=1, seed=3)
+    assert all((a == b).all() for a, b in zip(again.images, timing.images))  # the seed fixes the images
+    with pytest.raises(ValueError, match="no model named 'medium' was timed"):
+        timing.ratios("medium", "fast")
+    with pytest.raises(ValueError, match="at least one name"):
+        time_back_to_back({}, images)
+    with pytest.raises(ValueError, match="warmup must be an integer ≥ 1"):
+        time_back_to_back(calls, images, warmup=0)
+
+
 def test_measure_module_examples_run():
-    module = importlib.import_module("cdp_tutorial.edge.measure")
-    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
-    assert result.attempted > 0 and result.failed == 0
+    for name in ("cdp_tutorial.edge.measure", "cdp_tutorial.edge.interleave"):
+        result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
+        assert result.attempted > 0 and result.failed == 0, name
 
 
 def test_measurements_are_appended_to_the_edge_store(exported, data, tmp_path):

@@ -230,6 +230,11 @@ def test_running_the_cascade_agrees_with_simulating_it(split, model_pair):
     assert 0 < latency.q25_ms <= latency.median_ms <= latency.q75_ms < 5000
     with pytest.raises(ValueError, match="warmup must be an integer ≥ 1"):
         cascade.measure_latency(fit.x_test[:2], 0.5, warmup=0)
+    run = cascade.runner(median_margin)  # one image, as measure_latency times it: the deciding stage's output
+    x = ec.normalise(fit.x_test[:6], fit.mean, fit.std)
+    for i, decided_by in enumerate(cascade.predict(fit.x_test[:6], median_margin)[1]):
+        expected = models[decided_by](x[i:i + 1], training=False).numpy()
+        np.testing.assert_allclose(run(x[i:i + 1]), expected, rtol=1e-4, atol=1e-6)
 
 
 def test_cascade_refuses_models_that_disagree(split, model_pair):

@@ -31,7 +31,8 @@ TABLE6_SETTINGS = {"epochs": 1, "batch_size": 5, "iterations": 50,
 #: for Table 6 (nor one we could recover elsewhere): 10 % is this package's choice, and every
 #: record's label states the step it used.
 DEFAULT_STEP = 0.1
-#: ``--quick``: about a minute on a 2-core CPU; not the paper's protocol, and labelled so.
+#: ``--quick``: minutes, not hours (the committed 2-core CPU run wrote its records over about 7 minutes,
+#: LiteRT exports included, while other jobs ran); not the paper's protocol, and labelled so.
 QUICK_SETTINGS = {"models": ("vgg16", "alexnet"), "dataset": "fixture", "train_size": 100,
                   "test_size": 20, "width_multiplier": 0.25, "latency_runs": 20}
 

@@ -61,32 +61,58 @@ def load_results(*sources) -> pd.DataFrame:
 def table6(results: pd.DataFrame) -> pd.DataFrame:
     """The paper's Table 6 from device results: per device, model and mode, complexity and time.
 
-    Columns: device, model, mode, planned MACs (M) and parameters (M) of the full-size model,
-    MAC reduction (%), epoch time (s), steady epoch time (s), speed-up over the baseline
-    (steady time when known), energy per epoch (J), mJ per image, power source, batch-1 latency in
-    Keras and LiteRT (ms) and the protocol label. When a device/model/mode was measured several
-    times, the latest counts.
+    Columns: device, model, mode, the full-size model's planned MACs (M), parameters (M) and
+    memory (MiB, the paper's "Memory (MBs)" column: parameters and activations as
+    :func:`cdp_tutorial.profile` counts them), MAC reduction (%), ``runs`` (how many times that
+    device/model/mode was measured), epoch time (s), steady epoch time (s), speed-up over the
+    baseline (steady time when known), energy per epoch (J), mJ per image, power source, batch-1
+    latency in Keras and LiteRT (ms) and the protocol label.
+
+    A row measured several times shows the **median** of its runs, and ``speed-up low`` /
+    ``speed-up high`` bound its speed-up by the runs' extremes (the baseline's slowest run over
+    the mode's fastest, and the other way round); with a single run of either they are empty
+    (NaN), since one run shows no spread.
+
+    Examples
+    --------
+    >>> from cdp_tutorial.data import repository_file
+    >>> table = table6(load_results(repository_file("data/devices/cpu-amd-epyc-2cores-quick.jsonl")))
+    >>> vgg16 = table[table["model"] == "vgg16"]
+    >>> vgg16["mode"].tolist(), vgg16["memory (MiB)"].tolist(), vgg16["runs"].tolist()
+    (['baseline', 'params', 'flops', 'memory'], [59.28, 19.46, 28.39, 19.89], [1, 1, 1, 1])
     """
-    frame = results[results["kind"] == "table6"].sort_values("measured_at")
+    frame = results[results["kind"] == "table6"].copy()
     keys = ["device_name", "model", "dataset", "label", "mode"]
-    frame = frame.groupby(keys, sort=False).tail(1).copy()
-    timing = pd.to_numeric(frame["steady_epoch_time_s"]).fillna(frame["epoch_time_s"])
-    frame["timing"] = timing
-    base = frame[frame["mode"] == "baseline"].set_index(keys[:-1])["timing"]
-    baseline_timing = [base.get(tuple(k), float("nan")) for k in frame[keys[:-1]].itertuples(index=False)]
-    frame["speedup"] = pd.Series(baseline_timing, index=frame.index) / timing  # baseline time / this time
+    frame["timing"] = pd.to_numeric(frame["steady_epoch_time_s"]).fillna(frame["epoch_time_s"])
+    numeric = ["epoch_time_s", "steady_epoch_time_s", "energy_j", "mj_per_image", "keras_latency_ms",
+               "litert_latency_ms"]
+    for column in numeric:
+        frame[column] = pd.to_numeric(frame[column]) if column in frame else float("nan")
+    grouped = frame.groupby(keys, sort=False)
+    rows = grouped.agg(**{c: (c, "median") for c in numeric + ["timing"]},
+                       fastest=("timing", "min"), slowest=("timing", "max"), runs=("timing", "size"),
+                       macs=("macs", "first"), params=("params", "first"), memory_bytes=("memory_bytes", "first"),
+                       baseline_macs=("baseline_macs", "first"),
+                       power_source=("power_source", "last")).reset_index()
+    base = rows[rows["mode"] == "baseline"].set_index(keys[:-1])
+    matched = base.reindex(pd.MultiIndex.from_frame(rows[keys[:-1]]))
+    rows["speedup"] = matched["timing"].to_numpy() / rows["timing"]  # baseline time / this time
+    spread = (matched["runs"].to_numpy() > 1) & (rows["runs"] > 1)
+    rows["speedup_low"] = (matched["fastest"].to_numpy() / rows["slowest"]).where(spread)
+    rows["speedup_high"] = (matched["slowest"].to_numpy() / rows["fastest"]).where(spread)
     order = {"baseline": 0, "params": 1, "flops": 2, "memory": 3}
-    frame = frame.assign(_order=frame["mode"].map(order)).sort_values(["device_name", "model", "_order"])
+    rows = rows.assign(_order=rows["mode"].map(order)).sort_values(["device_name", "model", "_order"])
     return pd.DataFrame({
-        "device": frame["device_name"], "model": frame["model"], "mode": frame["mode"],
-        "MACs (M)": (frame["macs"] / 1e6).round(1), "params (M)": (frame["params"] / 1e6).round(2),
-        "MAC reduction (%)": (100 * (1 - frame["macs"] / frame["baseline_macs"])).round(1),
-        "epoch (s)": frame["epoch_time_s"].round(1),
-        "steady epoch (s)": pd.to_numeric(frame["steady_epoch_time_s"]).round(1),
-        "speed-up": frame["speedup"].round(2), "energy (J/epoch)": frame["energy_j"],
-        "mJ/image": frame["mj_per_image"], "power source": frame["power_source"].fillna("none (see power_why_not)"),
-        "Keras latency (ms)": frame["keras_latency_ms"].round(2),
-        "LiteRT latency (ms)": pd.to_numeric(frame.get("litert_latency_ms", pd.Series(index=frame.index,
-                                                                                  dtype=float))).round(2),
-        "protocol": frame["label"],
+        "device": rows["device_name"], "model": rows["model"], "mode": rows["mode"],
+        "MACs (M)": (rows["macs"] / 1e6).round(1), "params (M)": (rows["params"] / 1e6).round(2),
+        "memory (MiB)": (rows["memory_bytes"] / 2**20).round(2),
+        "MAC reduction (%)": (100 * (1 - rows["macs"] / rows["baseline_macs"])).round(1),
+        "runs": rows["runs"].astype(int),
+        "epoch (s)": rows["epoch_time_s"].round(1), "steady epoch (s)": rows["steady_epoch_time_s"].round(1),
+        "speed-up": rows["speedup"].round(2), "speed-up low": rows["speedup_low"].round(2),
+        "speed-up high": rows["speedup_high"].round(2), "energy (J/epoch)": rows["energy_j"],
+        "mJ/image": rows["mj_per_image"], "power source": rows["power_source"].fillna("none (see power_why_not)"),
+        "Keras latency (ms)": rows["keras_latency_ms"].round(2),
+        "LiteRT latency (ms)": rows["litert_latency_ms"].round(2),
+        "protocol": rows["label"],
     }).reset_index(drop=True)

@@ -309,28 +309,23 @@ class Cascade:
             undecided = undecided[~decide]
         return labels, stage
 
-    def measure_latency(self, images, threshold, *, warmup: int = 5) -> LatencyStats:
-        """Batch-1 latency of the cascade, image by image, timed by the package's one timer.
+    def runner(self, threshold):
+        """One batch-1 call of the cascade, as :meth:`measure_latency` times it.
 
-        Each image runs through the stages one call at a time, as on a device serving single
-        requests, each model as one compiled TensorFlow graph, and stops at the stage that decides
-        it. :func:`cdp_tutorial.edge.time_calls` times every image, after ``warmup`` untimed ones
-        (and one untimed call of every stage, so no stage is traced inside the timing). To time a
-        model alone *the same way*, time a one-stage cascade of it on the same images.
-
-        Returns
-        -------
-        cdp_tutorial.edge.LatencyStats
-            Per-image latencies (ms) with their median and interquartile range.
+        Returns ``run(x)``: ``x`` is one *normalised* image shaped ``(1, H, W, C)``
+        (:func:`~cdp_tutorial.edgecompress.images.normalise` with the cascade's ``mean`` and
+        ``std``); the stages run one compiled graph each, in order, until one decides (margin at
+        least ``threshold``) or the last one answers; ``run`` returns that stage's output as a NumPy
+        array. Every stage is traced here, so no call of ``run`` traces. Hand ``run`` to
+        :func:`cdp_tutorial.edge.time_back_to_back` to time the cascade and its stages on the same
+        images back to back.
 
         Raises
         ------
         ValueError
-            A threshold outside [0, 1], ``warmup`` below 1, images of the wrong shape.
+            A threshold outside [0, 1].
         """
         threshold = check_threshold(threshold)
-        warmup = check_warmup(warmup)
-        x = self._prepare(images)
         if self._graphs is None:
             self._graphs = [tf.function(lambda one, model=model: model(one, training=False))
                             for model in self.models]
@@ -344,6 +339,35 @@ class Cascade:
                 if i == last or softmax_margin(softmax(p) if logits[i] else p)[0] >= threshold:
                     return p
 
+        example = np.zeros((1, *self.input_shape), np.float32)
         for graph in graphs:  # trace (or reuse) every stage, even one the warm-up images never reach
-            graph(x[:1])
+            graph(example)
+        return run
+
+    def measure_latency(self, images, threshold, *, warmup: int = 5) -> LatencyStats:
+        """Batch-1 latency of the cascade, image by image, timed by the package's one timer.
+
+        Each image runs through the stages one call at a time (:meth:`runner`), as on a device
+        serving single requests, and stops at the stage that decides it.
+        :func:`cdp_tutorial.edge.time_calls` times every image, after ``warmup`` untimed ones. To
+        compare the cascade with a model alone, time them back to back on the same images
+        (:meth:`runner` and :func:`cdp_tutorial.edge.time_back_to_back`): timed one after the other,
+        load from other processes can fall on one and not the other.
+
+        Returns
+        -------
+        cdp_tutorial.edge.LatencyStats
+            Per-image latencies (ms) with their median and interquartile range. An image that
+            exits early is cheaper than one that goes on, so the times fall into groups, one per
+            exit stage: compare a cascade's *mean* with the mean formula of :func:`expected_latency`.
+
+        Raises
+        ------
+        ValueError
+            A threshold outside [0, 1], ``warmup`` below 1, images of the wrong shape.
+        """
+        threshold = check_threshold(threshold)
+        warmup = check_warmup(warmup)
+        x = self._prepare(images).astype(np.float32)
+        run = self.runner(threshold)
         return time_calls(run, [x[i:i + 1] for i in range(len(x))], warmup=warmup)

@@ -20,7 +20,10 @@ ours, written to be cheap enough for a notebook:
    training). The MAC reduction splits into three log-shares, and the predicted accuracy loss is
 
    .. math:: \hat L(k, r) = c_\text{depth} \ln\frac{M_0}{M(k, 32)} + c_\text{res} \ln\frac{M(k, 32)}{M(k, r)}
-             + c_\text{width} \ln\frac{M(k, r)}{B}.
+             + c_\text{width} \max\Big(\ln\frac{M(k, r)}{B},\ 0\Big).
+
+   The shares add up to :math:`\ln(M_0/B)` unless depth and resolution alone already go below the
+   budget; then the width share is 0 and they add up to more.
 
    The candidate with the smallest :math:`\hat L` wins (a first-order model: each dimension's cost
    is assumed constant along it and independent of the others). Candidates that tie (dimensions
