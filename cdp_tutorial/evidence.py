@@ -226,8 +226,8 @@ def paired_differences(records, comparisons=COMPARISONS, confidence: float = 0.9
     ...         [("cdp", 0, 0.80), ("cdp", 1, 0.82), ("cdp", 2, 0.84),
     ...          ("uniform", 0, 0.79), ("uniform", 1, 0.80), ("uniform", 2, 0.81)]]
     >>> row = paired_differences(rows, [("CDP-FA", "uniform-FA")]).iloc[0]
-    >>> print([round(d, 6) for d in row["differences"]], f"mean {row['mean']:.2f}, {row['ci_low']:.3f} to {row['ci_high']:.3f}")
-    [1.0, 2.0, 3.0] mean 2.00, -0.484 to 4.484
+    >>> print([round(d, 6) for d in row["differences"]], f"{row['ci_low']:.3f} to {row['ci_high']:.3f}")
+    [1.0, 2.0, 3.0] -0.484 to 4.484
     """
     confidence = check_fraction(confidence, "confidence")
     frame = _frame(records)
@@ -268,7 +268,7 @@ def verdict(row, complete_at: int = 3) -> str:
     --------
     >>> row = dict(a="CDP-FA", b="uniform-FA", n=3, mean=2.0, ci_low=0.5, ci_high=3.5, excludes_zero=True)
     >>> verdict(row)
-    'CDP-FA is more accurate than uniform-FA by 2.0 points (95 % interval +0.5 to +3.5, n = 3 seeds).'
+    'CDP-FA is more accurate than uniform-FA by 2.0 points (95 % interval of CDP-FA − uniform-FA: +0.5 to +3.5, n = 3 seeds).'
     >>> verdict({**row, "ci_low": -0.5, "excludes_zero": False})
     'CDP-FA vs uniform-FA: +2.0 points, 95 % interval -0.5 to +3.5 (n = 3 seeds): it includes 0, so these runs show no difference either way (which is not the same as showing none exists).'
     """
@@ -281,10 +281,12 @@ def verdict(row, complete_at: int = 3) -> str:
         return (f"{a} vs {b}: {mean:+.1f} points in the one seed that has both runs; one seed gives no "
                 f"interval, so this says nothing about which is more accurate.{incomplete}")
     interval = f"95 % interval {row['ci_low']:+.1f} to {row['ci_high']:+.1f}"
-    if row["excludes_zero"]:
-        better, worse = (a, b) if mean > 0 else (b, a)
-        return (f"{better} is more accurate than {worse} by {abs(mean):.1f} points ({interval}, n = {n} seeds)."
-                + incomplete)
+    if row["excludes_zero"]:  # stated as better minus worse, so the interval's sign matches the sentence
+        better, worse, low, high = ((a, b, row["ci_low"], row["ci_high"]) if mean > 0
+                                    else (b, a, -row["ci_high"], -row["ci_low"]))
+        return (f"{better} is more accurate than {worse} by {abs(mean):.1f} points "
+                f"(95 % interval of {better} − {worse}: "
+                f"{low:+.1f} to {high:+.1f}, n = {n} seeds).{incomplete}")
     return (f"{a} vs {b}: {mean:+.1f} points, {interval} (n = {n} seeds): it includes 0, so these runs show no "
             f"difference either way (which is not the same as showing none exists).{incomplete}")
 
@@ -327,12 +329,9 @@ def describe(records) -> str:
         return "no evidence runs yet"
     first = frame.iloc[0]
     get = (lambda name, default="?": first[name] if name in frame and pd.notna(first[name]) else default)
-    speed = ""
-    if "images_per_second" in frame:
-        base = frame.loc[frame["arm"] == BASELINE, "images_per_second"].dropna()
-        if len(base):
-            speed = (f"; baseline trained at {base.median():.0f} images/s (median over seeds; the machine: "
-                     "data/results/evidence/README.md)")
+    base = frame.loc[frame["arm"] == BASELINE].get("images_per_second", pd.Series(dtype=float)).dropna()
+    speed = (f"; baseline trained at {base.median():.0f} images/s (median over seeds; the machine: "
+             "data/results/evidence/README.md)") if len(base) else ""
     return (f"{get('model')} trained at x{float(get('width_multiplier', 1.0)):g} width, {get('epochs')} epochs, "
             f"{get('recipe')} recipe, batch {get('batch_size')}; {get('dataset_description')}; "
             f"seeds {sorted(int(s) for s in frame['seed'].unique())}{speed}; not the paper's protocol")
@@ -358,7 +357,8 @@ def training_cost(records, ranking: str = "PLS-FA") -> pd.DataFrame:
     for _, run in frame[frame["arm"] == ranking].iterrows():
         stages = run["stages"] if isinstance(run.get("stages"), list) else []
         part = (lambda key, train: float(sum(s[key] for s in stages if (s["kind"] == "train") == train)))
-        row = {"seed": int(run["seed"]), "baseline_s": part("train_time_s", True), "score_s": part("score_time_s", False),
+        row = {"seed": int(run["seed"]), "baseline_s": part("train_time_s", True),
+               "score_s": part("score_time_s", False),
                "prune_s": part("prune_time_s", False), "finetune_s": part("train_time_s", False),
                "pipeline_s": float(run["wall_time_s"])}
         for mode in _MODE_QUANTITY:

@@ -93,7 +93,8 @@ def test_an_interval_that_excludes_zero_and_the_verdict_that_says_so_either_way(
     assert row["excludes_zero"] and row["same_sign"]
     text = verdict(row)
     assert text.startswith("uniform-PA is more accurate than CDP-PA by 3.0 points")
-    assert "-5.5 to -0.5" in text and "n = 3 seeds" in text and "ncomplete" not in text
+    assert "interval of uniform-PA − CDP-PA: +0.5 to +5.5" in text  # the sign follows the sentence
+    assert "n = 3 seeds" in text and "ncomplete" not in text
 
 
 def test_verdicts_for_no_difference_shown_for_one_seed_and_for_none():
