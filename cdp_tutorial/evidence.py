@@ -388,9 +388,10 @@ def plot_evidence(records, comparisons=COMPARISONS, arms=None, confidence: float
     by_arm = {arm: runs for arm, runs in frame.groupby("arm")}
     panels = [[(f"{r.arm}\nn = {r.n}", tuple(by_arm[r.arm]["seed"]), tuple(by_arm[r.arm]["accuracy_pct"]),
                 r.accuracy_mean, r.ci_low, r.ci_high) for r in table.itertuples()],
-              [(f"{r.a}\n− {r.b}\nn = {r.n}", r.seeds, r.differences, r.mean, r.ci_low, r.ci_high)
+              [(f"{r.a}\n−\n{r.b}\nn = {r.n}", r.seeds, r.differences, r.mean, r.ci_low, r.ci_high)
                for r in pairs.itertuples()]]
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2), gridspec_kw={"width_ratios": [len(p) + 1 for p in panels]})
+    width = max(12.0, 0.95 * (len(panels[0]) + len(panels[1])) + 2.5)  # room for every label
+    fig, axes = plt.subplots(1, 2, figsize=(width, 4.4), gridspec_kw={"width_ratios": [len(p) + 1 for p in panels]})
     for ax, groups in zip(axes, panels):
         for i, (_, seeds, values, mean, low, high) in enumerate(groups):
             offsets = np.linspace(-0.15, 0.15, len(values)) if len(values) > 1 else [0.0]

@@ -155,7 +155,7 @@ def test_the_figure_has_a_point_per_seed_and_says_n():
     fig = plot_evidence(records, comparisons=[("CDP-FA", "uniform-FA"), ("CDP-FA", "L1-FA")], title="test records")
     left, right = fig.axes[:2]
     assert [t.get_text() for t in left.get_xticklabels()] == ["CDP-FA\nn = 3", "uniform-FA\nn = 2"]
-    assert [t.get_text() for t in right.get_xticklabels()] == ["CDP-FA\n− uniform-FA\nn = 2"]  # no L1 run: left out
+    assert [t.get_text() for t in right.get_xticklabels()] == ["CDP-FA\n−\nuniform-FA\nn = 2"]  # no L1 run: left out
     assert sum(len(c.get_offsets()) for c in left.collections if isinstance(c, PathCollection)) == 5  # 3 + 2 seeds
     assert fig._suptitle.get_text() == "test records"
     alone = plot_evidence([run("cdp", "FA", 0, 0.8)], comparisons=[("CDP-FA", "uniform-FA")])
