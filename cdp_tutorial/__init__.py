@@ -4,12 +4,15 @@ The package mirrors the paper, one idea per module:
 
 =========================  ===============================================================
 ``complexity``             the three complexities of every layer (Eqs. 3, 5, 7): :func:`profile`
+``layer_costs``            each layer type's counting rule (convs, groups, dense, attention)
 ``sampling``               weighted random layer selection (Eqs. 4, 6, 8)
 ``pruning``                Algorithm 1 on shapes: :func:`plan_pruning`, :func:`plan_uniform`
 ``rebuild``                a plan becomes a real, smaller Keras model: :func:`apply_plan`
-``graph``                  which channels are coupled (residual ``Add``, depthwise, concat)
+``graph``                  which channels are coupled (residual ``Add``, depthwise, groups, concat)
+``channel_walk``           the walk through a model's graph that the coupling is read from
 ``channel_rules``          what each layer or raw op does to channels (the graph's rules)
 ``layouts``                a tensor's channels in terms of channel groups (for counting, slicing)
+``reachability``           why a budget is out of reach: what holds channels whole, what would help
 ``keras_internals``        the one place that touches Keras' private graph API
 ``plans``                  the :class:`PruningPlan` Algorithm 1 returns; JSON save and load
 ``models``                 CIFAR VGG-16, AlexNet, ResNet-50, MobileNetV2: per-layer widths, droppable blocks
@@ -17,12 +20,16 @@ The package mirrors the paper, one idea per module:
 ``data``                   CIFAR / Fashion-MNIST / fixture loading; ``tf.data`` streams
 ``training``               recipes, the train loop, resumable run folders
 ``importance``             filter scores of a trained model: random, L1, L2, BN gamma, PLS-VIP
-``baselines``              ranking plans; train -> K x (score, prune, fine-tune), Fig. 2a
-``experiments``, ``cli``   sweeps of modes x budgets x methods x seeds; ``cdp-tutorial``
-``results``                the results store and the tables, beside published numbers
-``profiles``               quick / standard / paper run profiles
+``baselines``              ranking plans: which filters of a trained model go
+``prune_finetune``         train -> prune -> fine-tune as the baselines' authors do it, Fig. 2a
+``runs``                   one run: its spec and key, its model, its record
+``experiments``, ``cli``   sweeps of modes x budgets x methods x seeds (serial or Ray); ``cdp-tutorial``
+``results``                run records and the tables, beside published numbers
+``evidence``               the committed evidence sweep: methods compared seed by seed
+``latency``                measured per-layer latency tables; Algorithm 1 to a latency budget (mode LA)
+``profiles``               quick / evidence / standard / paper run profiles
 ``notebook``               notebook plumbing: links, the Setup cell
-``files``                  atomic writes (nothing is ever half-written)
+``files``, ``store``       atomic writes (nothing is ever half-written); the one append-only record store
 ``devices``                Table 6 on any device: ``bench-device``, tegrastats power, device records
 ``edge``                   LiteRT export (fp32/fp16/int8), measured latency, CPU, RAM, energy
 =========================  ===============================================================
