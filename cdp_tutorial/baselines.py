@@ -11,7 +11,10 @@ Two ways to turn scores into a plan (:func:`plan_by_ranking`):
     every layer keeps at least one filter (never a whole layer). Needs scores that are comparable
     across layers (VIP scores are; raw L1 norms are not).
 ``scope="per_layer"``
-    remove the same fraction of every layer's lowest-scoring filters, as Li et al. (2016) do with L1.
+    remove the same fraction of every layer's lowest-scoring filters, as Li et al. (2016) do with L1
+    (they choose each layer's fraction by a sensitivity analysis; here it is one fraction for all).
+    Each layer loses ``floor(fraction x width)`` filters, so in a pipeline of several pruning steps
+    the floors compound and narrow layers keep a little more than wide ones.
 
 Either removes a given ``fraction`` of the prunable filters, or as many as it takes to bring the
 mode's complexity (params, MACs or memory) down to ``target`` of the model's: the *matched budget*

@@ -281,13 +281,14 @@ def _summary(args) -> int:
 
 def _print_summary(frame) -> None:
     from cdp_tutorial.experiments import summarize
+    from cdp_tutorial.results import accuracy_text
 
     table = summarize(frame)
     if table.empty:
         print("no finished runs")
         return
     shown = table.assign(
-        accuracy=[f"{m:.2f} ± {s:.2f}" for m, s in zip(table.accuracy_mean, table.accuracy_std)],
+        accuracy=[accuracy_text(m, s, n) for m, s, n in zip(table.accuracy_mean, table.accuracy_std, table.seeds)],
         change=table.accuracy_change_pts.round(2),
         planned=table.planned_reduction_pct.round(2), trained=table.trained_reduction_pct.round(2),
         trained_macs=table.trained_macs.round().astype("Int64"))

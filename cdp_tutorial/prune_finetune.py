@@ -16,12 +16,15 @@ the rest; :func:`cdp_tutorial.baselines.plan_by_ranking`) and *fine-tunes*.
     (§4.4.1: "fine-tuning the pruned model after 10 iterations … The models are trained for 150
     epochs before and after pruning").
 
-How the fine-tune is done, as those authors do it: the same recipe at a tenth of its learning rate
-(:meth:`cdp_tutorial.training.Recipe.for_finetuning` cites the sources), a fresh optimizer (its
-moments belonged to removed filters), and batch-norm statistics re-estimated after each pruning
-(:func:`cdp_tutorial.training.batchnorm.recalibrate_batch_norm`). Every stage records its test
-accuracy and whether it **collapsed** (at most twice chance): a collapsed baseline is a bug to fix,
-not a result to compare with.
+How the fine-tune is done: at a lower learning rate than the initial training, as the references
+do (Li et al.: a hundredth; Jordao et al.'s code: RMSprop at 1e-4, a tenth of the CDP paper's rate);
+here a tenth of the recipe's by default (:meth:`cdp_tutorial.training.Recipe.for_finetuning` cites
+both and says where this package departs from them), with a fresh optimizer (its moments belonged to
+removed filters) and batch-norm statistics re-estimated after each pruning
+(:func:`cdp_tutorial.training.batchnorm.recalibrate_batch_norm`, this package's addition). PLS is fitted
+on ``samples`` training images (500 by default; Jordao et al.'s code uses the whole training set).
+Every stage records its test accuracy and whether it **collapsed** (at most twice chance): a collapsed
+baseline is a bug to fix, not a result to compare with.
 """
 
 from __future__ import annotations

@@ -145,7 +145,7 @@ def summarize(records) -> pd.DataFrame:
             agg[prefix + q] = (prefix + q, "mean")
             agg["baseline_" + prefix + q] = ("baseline_" + prefix + q, "first")
     table = grouped.agg(**agg).reset_index()
-    table["accuracy_std"] = table["accuracy_std"].fillna(0.0)
+    # one seed has no spread: NaN, never a false "± 0.00"
     table["collapsed"] = table["collapsed"].astype(int)
     base = table[table["mode"] == BASELINE].set_index(["model", "dataset", "profile", "label"])
     change = []
@@ -184,6 +184,19 @@ def _variant(row) -> str:
     schedule = {"rounds": "fine-tune after each", "once": "one fine-tune after the last"}.get(row.finetune, "")
     scale = f", fine-tune lr x{row.finetune_lr_scale:g}" if pd.notna(row.finetune_lr_scale) else ""
     return f"K = {int(row.iterations)} prunings, {schedule}{scale}".replace(", ,", ",")
+
+
+def accuracy_text(mean: float, std: float, seeds: int) -> str:
+    """Mean ± std over seeds as a table shows it; one seed has no spread, and says so.
+
+    Examples
+    --------
+    >>> accuracy_text(90.75, float("nan"), 1), accuracy_text(90.1, 0.42, 3)
+    ('90.75 (1 seed, no spread)', '90.10 ± 0.42 (3 seeds)')
+    """
+    if seeds < 2 or not np.isfinite(std):
+        return f"{mean:.2f} ({seeds} seed{'s' if seeds != 1 else ''}, no spread)"
+    return f"{mean:.2f} ± {std:.2f} ({seeds} seeds)"
 
 
 def paper_table(path=None) -> pd.DataFrame:
@@ -234,7 +247,7 @@ def side_by_side(summary: pd.DataFrame, paper: pd.DataFrame | None = None,
             "ours: data": r["dataset"], "ours: target": r["target"],
             "ours: reduction %": round(reduction, 2),
             "ours: accuracy change (pts)": round(r["accuracy_change_pts"], 2),
-            "ours: accuracy %": f"{r['accuracy_mean']:.2f} ± {r['accuracy_std']:.2f} ({r['seeds']} seeds)",
+            "ours: accuracy %": accuracy_text(r["accuracy_mean"], r["accuracy_std"], r["seeds"]),
             "ours: source": r["label"],
             "paper: data": reference[0] if reference else None,
             "paper: reduction %": reference[1] if reference else None,

@@ -176,14 +176,17 @@ class Recipe:
     def for_finetuning(self, lr_scale: float = 0.1) -> Recipe:
         """The recipe a pruned, already trained model is fine-tuned with: ``lr_scale`` x the learning rate.
 
-        Criteria-based pruning fine-tunes at a lower rate than the initial training: Li et al. (2017,
-        "Pruning Filters for Efficient ConvNets", §4) retrain pruned CIFAR-10 networks at a constant
-        0.001 after training at 0.1; Jordao et al.'s PLS code (``arturjordao/PruningNeuralNetworks``,
-        ``main.py``) fine-tunes with RMSprop at 1e-4, a tenth of the paper recipe's 1e-3. A full
-        learning rate on trained weights throws them away (a fine-tune that collapses to chance is
-        the symptom). So: the same optimizer, augmentation and schedule shape, ``lr_scale`` x the
-        learning rate, no warm-up (the weights are trained already). The optimizer starts afresh
-        (its moments belong to filters that no longer exist), as both references do.
+        Criteria-based pruning fine-tunes trained weights, which a full initial learning rate would
+        throw away (a fine-tune that collapses to chance is the symptom). What the references do:
+        Li et al. (2017, "Pruning Filters for Efficient ConvNets", §4) retrain pruned CIFAR-10 networks
+        at a constant 0.001 after training at 0.1 (a hundredth); Jordao et al.'s PLS code
+        (``arturjordao/PruningNeuralNetworks``, ``main.py``) trains and fine-tunes alike with RMSprop at
+        1e-4 (a tenth of the CDP paper's 1e-3, the rate it trains everything with), rebuilding the dense
+        head and training it alone for 5 epochs before 45 epochs of the whole network. This package's
+        choice, between the two: the same optimizer, augmentation and schedule shape as training,
+        ``lr_scale`` (default a tenth) x its learning rate, no warm-up (the weights are trained
+        already), and a fresh optimizer (its moments belonged to removed filters), as both references
+        start one. It keeps the trained head rather than rebuilding it.
 
         Examples
         --------
