@@ -195,15 +195,17 @@ RESTART_WATCH = ("keras", "tensorflow", "numpy", "pandas", "matplotlib")
 def colab_install_cell() -> str:
     """Source of the guarded install cell: on Colab, install what Colab lacks; elsewhere, nothing.
 
-    If pip replaced a package this session had already imported (a Keras newer than the package's
-    upper bound, say), the cell prints which and asks for a restart; otherwise it prints nothing.
+    IPython's ``%pip`` always ends with its own line, "Note: you may need to restart the kernel to
+    use updated packages.", whether or not anything changed. The cell adds a line of its own only
+    when a restart is really needed: when pip replaced a package this session had already imported
+    (a Keras newer than the package's upper bound, say), it names it and asks for a restart.
     """
     watched = ", ".join(f'"{name}"' for name in RESTART_WATCH)
     return (
         "# Colab opens only this notebook and has its own front end and scientific stack: install just the\n"
-        "# helper package there (elsewhere it is installed already). If pip has to replace a package this\n"
-        "# session had already imported (Keras has an upper bound), the cell says so: then restart the\n"
-        "# session (Runtime > Restart session) and run the notebook again. Otherwise it prints nothing.\n"
+        "# helper package there (elsewhere this cell does nothing). %pip always ends with \"Note: you may need\n"
+        "# to restart the kernel\"; a restart is needed only if this cell then says that pip replaced a package\n"
+        "# the session had already imported (Keras has an upper bound): Runtime > Restart session, run again.\n"
         "import sys\n"
         "if \"google.colab\" in sys.modules:\n"
         "    from importlib.metadata import version\n"
@@ -253,14 +255,68 @@ def setup(min_keras: str = "3.5", min_tensorflow: str = "2.16") -> None:
         print(message)
 
 
+def requirements() -> list[str]:
+    """What this package requires to run (no extras): from its metadata, else from ``pyproject.toml``.
+
+    Examples
+    --------
+    >>> any(line.replace(" ", "").startswith("keras") and "<" in line for line in requirements())
+    True
+    """
+    try:
+        lines = importlib.metadata.requires("cdp-tutorial") or []
+    except importlib.metadata.PackageNotFoundError:  # a checkout used without installing it
+        import tomllib  # Python >= 3.11
+
+        pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
+        lines = tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]["dependencies"]
+    return [line for line in lines if "extra ==" not in line]
+
+
 def environment_report():
-    """A small table of what this machine has, for the index notebook."""
+    """What this machine has against what the package requires: one row per requirement, and the GPUs.
+
+    Rows: Python (``requires-python``), then every requirement of :func:`requirements` (upper
+    bounds included: Keras' private graph API is tested up to the bound), with the installed
+    version and whether it satisfies the requirement. A requirement whose marker excludes this
+    machine (``ai-edge-litert`` on Windows) says so. TensorFlow also counts as installed when only
+    ``tensorflow-cpu`` is.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Indexed by component, with columns ``required``, ``installed`` and ``ok`` (True, False, or
+        None for a requirement that does not apply here and for the GPU count).
+
+    Examples
+    --------
+    >>> report = environment_report()
+    >>> "<3.16" in report.loc["keras", "required"] and bool(report.loc["keras", "ok"])
+    True
+    >>> {"scikit-learn", "psutil", "tqdm", "ai-edge-litert"} <= set(report.index)
+    True
+    """
     import pandas as pd
     import tensorflow as tf
+    from packaging.requirements import Requirement
+    from packaging.specifiers import SpecifierSet
 
-    rows = [("python", platform.python_version())]
-    rows += [(p, _version(p)) for p in ("tensorflow", "tensorflow-cpu", "keras", "numpy", "pandas",
-                                        "matplotlib", "seaborn", "ipywidgets",
-                                        "cdp-tutorial")]
-    rows.append(("GPUs", str(len(tf.config.list_physical_devices("GPU")))))
-    return pd.DataFrame(rows, columns=["component", "version"]).set_index("component")
+    python = platform.python_version()
+    try:
+        requires_python = importlib.metadata.metadata("cdp-tutorial").get("Requires-Python") or ">=3.10"
+    except importlib.metadata.PackageNotFoundError:
+        requires_python = ">=3.10"
+    rows = [("python", requires_python, python, SpecifierSet(requires_python).contains(python))]
+    for line in requirements():
+        requirement = Requirement(line)
+        required = str(requirement.specifier) or "any"
+        if requirement.marker is not None and not requirement.marker.evaluate():
+            rows.append((requirement.name, f"{required} (not on this platform)", _version(requirement.name), None))
+            continue
+        installed = _version(requirement.name)
+        if installed == "not installed" and requirement.name == "tensorflow":
+            installed = _version("tensorflow-cpu")
+        ok = installed != "not installed" and requirement.specifier.contains(installed, prereleases=True)
+        rows.append((requirement.name, required, installed, ok))
+    rows.append(("GPUs", "optional", str(len(tf.config.list_physical_devices("GPU"))), None))
+    return pd.DataFrame(rows, columns=["component", "required", "installed", "ok"]).set_index("component")

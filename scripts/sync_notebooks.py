@@ -17,11 +17,12 @@ Run it on your own notebooks after executing them. What it writes:
   and gets an absolute twin after it, ``([in Colab](...))`` for a notebook or ``([on GitHub](...))`` for any
   other file, because Colab opens a single notebook and cannot follow a relative link;
 * **solutions** (see :func:`with_solutions_at_the_end`): every solution moves to a ``## Solutions``
-  section at the very end, collapsed in JupyterLab, code hidden on Colab, so that no answer shows before
-  the reader goes looking for it; the exercises point there;
+  section at the very end, collapsed in JupyterLab and on Colab, code hidden behind a title on Colab, so
+  that no answer shows before the reader goes looking for it; the exercises point there;
 * **volatile metadata** is dropped: execution timings, widget state, kernel display details; widget
-  outputs keep only their plain-text fallback (model ids change every run), and TensorFlow's start-up
-  and logger lines leave the outputs.
+  outputs are dropped whole (their model ids change every run, and their plain-text fallback,
+  ``VBox(children=(...``, means nothing to a reader: a notebook that shows a widget draws its default
+  setting statically next to it), and TensorFlow's start-up and logger lines leave the outputs.
 """
 
 from __future__ import annotations
@@ -70,9 +71,14 @@ SOLUTION_TEXT = re.compile(r"^\*\*Solution \d+\b")
 SOLUTIONS_HEADING = (
     "## Solutions\n\n"
     "Try each exercise before you read on. In JupyterLab this section opens collapsed (click the arrow beside the "
-    "heading) and each solution's code and output are folded away (click the bar beside a cell); on Colab, a "
-    "solution's code is behind *Show code*. Every solution runs: CI executes them with the rest of the notebook."
+    "heading) and each solution's code and output are folded away (click the bar beside a cell); on Colab the "
+    "section opens collapsed too (click the heading's arrow), and then each solution shows its title and output, "
+    "its code behind *Show code*. Every solution runs: CI executes them with the rest of the notebook."
 )
+#: The heading cell's id: Colab's notebook metadata ``colab.collapsed_sections`` lists the ids of the
+#: headings whose sections open collapsed (Colab keeps a cell's id in ``metadata.id``; nbformat 4.5 has a
+#: top-level ``id`` too: both are set).
+SOLUTIONS_ID = "solutions"
 SOLUTIONS_POINTER = ("Solutions are in the last section of this notebook, **Solutions**, after the further reading: "
                      "try each exercise first.")
 # What the pointer replaced: the old layout's sentence under the exercises.
@@ -103,16 +109,16 @@ def canonical(nb: dict, name: str) -> dict:
         cell["source"] = source.splitlines(keepends=True)
         if "outputs" in cell:
             cell["outputs"] = [o for o in map(_without_chatter, cell["outputs"]) if o is not None]
-        for output in cell.get("outputs", []):
-            data = output.get("data", {})
-            if WIDGET_MIME in data:
-                del data[WIDGET_MIME]
-            output.get("metadata", {}).pop(WIDGET_MIME, None)
+        if "outputs" in cell:
+            cell["outputs"] = [o for o in cell["outputs"] if WIDGET_MIME not in o.get("data", {})]
     nb["cells"] = with_solutions_at_the_end(nb["cells"], name)
-    if (nb.get("nbformat"), nb.get("nbformat_minor", 0)) >= (4, 5):  # cell ids are required from 4.5 on
-        for cell in nb["cells"]:
-            if "id" not in cell and "".join(cell["source"]).startswith("## Solutions"):
-                cell["id"] = "solutions"
+    headings = [c for c in nb["cells"] if c["cell_type"] == "markdown" and "".join(c["source"]).startswith("## Solutions")]
+    for cell in headings:
+        if (nb.get("nbformat"), nb.get("nbformat_minor", 0)) >= (4, 5):  # cell ids are required from 4.5 on
+            cell["id"] = SOLUTIONS_ID
+        cell["metadata"]["id"] = SOLUTIONS_ID
+    if headings:  # Colab opens the Solutions section collapsed (it ignores JupyterLab's heading flag)
+        nb["metadata"]["colab"] = {"collapsed_sections": [SOLUTIONS_ID]}
     return nb
 
 
@@ -143,7 +149,8 @@ def with_solutions_at_the_end(cells: list, name: str) -> list:
     JupyterLab (``jupyter.source_hidden``/``outputs_hidden``) and its code on Colab (``cellView:
     form``, which ignores ``source_hidden``). The section's heading starts collapsed in JupyterLab
     (``jp-MarkdownHeadingCollapsed``). GitHub shows everything, so the section comes last, after
-    the further reading. The markdown cell with ``## Exercises`` ends with :data:`SOLUTIONS_POINTER`.
+    the further reading (:func:`canonical` also has Colab open it collapsed). The markdown cell with
+    ``## Exercises`` ends with :data:`SOLUTIONS_POINTER`.
 
     Raises
     ------

@@ -253,7 +253,8 @@ def exercises_and_solutions(cells):
 @pytest.mark.parametrize("path", synced_notebooks())
 def test_solutions_come_last_and_hidden_one_per_exercise(path):
     """No answer shows before the reader goes looking for it: on GitHub, in JupyterLab, on Colab."""
-    cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    cells = nb["cells"]
     exercises, numbers = exercises_and_solutions(cells)
     assert len(exercises) == 1 and numbers == list(range(1, len(numbers) + 1)) and numbers, \
         f"{path.name}: one '## Exercises' list numbered 1, 2, ..."
@@ -262,6 +263,8 @@ def test_solutions_come_last_and_hidden_one_per_exercise(path):
     # GitHub renders everything: the section is the notebook's last, after the further reading
     assert all(not "".join(c["source"]).startswith("## ") for c in cells[heading + 1:])
     assert cells[heading]["metadata"].get("jp-MarkdownHeadingCollapsed") is True  # JupyterLab folds it
+    # Colab ignores that flag: its own notebook metadata lists the headings to fold, by their metadata id
+    assert nb["metadata"]["colab"]["collapsed_sections"] == [cells[heading]["metadata"]["id"]]
     before = ["".join(c["source"]) for c in cells[:heading]]
     assert not [s for s in before if re.match(r"^(#@title |# ?)Solution \d", s) or s.startswith("**Solution")]
     solutions = [c for c in cells[heading + 1:] if c["cell_type"] == "code"]
@@ -271,6 +274,23 @@ def test_solutions_come_last_and_hidden_one_per_exercise(path):
         assert cell["metadata"]["jupyter"] == {"source_hidden": True, "outputs_hidden": True}  # JupyterLab
         assert cell["metadata"]["cellView"] == "form"  # Colab ignores source_hidden; a form shows the title
         assert cell["outputs"] and not [o for o in cell["outputs"] if o["output_type"] == "error"]  # it ran
+
+
+def test_sync_drops_widget_outputs_and_keeps_the_rest():
+    """A widget's output is only a model id and a repr (``VBox(children=(...``) once the kernel is gone."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("sync_notebooks", SYNC)
+    sync = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sync)
+    widget = {"output_type": "display_data", "metadata": {},
+              "data": {"application/vnd.jupyter.widget-view+json": {"model_id": "3f2a", "version_major": 2},
+                       "text/plain": ["VBox(children=(HBox(children=(Dropdown(description='model', ..."]}}
+    printed = {"output_type": "stream", "name": "stdout", "text": ["vgg16 FA plan: ...\n"]}
+    nb = {"nbformat": 4, "nbformat_minor": 5, "metadata": {},
+          "cells": [{"cell_type": "code", "id": "w", "metadata": {}, "execution_count": 1,
+                     "source": ["display(explorer)\nprint('vgg16 FA plan: ...')"], "outputs": [widget, printed]}]}
+    assert sync.canonical(nb, "03_algorithm_1.ipynb")["cells"][0]["outputs"] == [printed]
 
 
 # --------------------------------------------------------------------------------------------
