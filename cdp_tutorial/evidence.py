@@ -35,6 +35,8 @@ EVIDENCE_FILE = "data/results/evidence/results.jsonl"
 EVIDENCE_ENV = "CDP_EVIDENCE_FILE"
 #: How the sweep is run (from the repository root); it resumes, skipping finished runs.
 SWEEP_COMMAND = "python scripts/evidence_sweep.py"
+#: The same runs with the command-line tool a pip install ships (data/results/evidence/README.md gives both commands).
+SWEEP_CLI = "cdp-tutorial sweep --model vgg16 --targets 0.3 --seeds 0 1 2 --profile evidence ..."
 #: How each method is named in arms, tables and figures.
 METHOD_NAMES = {"cdp": "CDP", "uniform": "uniform", "l1": "L1", "random": "random", "pls": "PLS"}
 #: The arms ``scripts/evidence_sweep.py`` trains for every seed.
@@ -212,7 +214,7 @@ def paired_differences(records, comparisons=COMPARISONS, confidence: float = 0.9
     pandas.DataFrame
         One row per comparison: ``comparison`` ("CDP-FA − uniform-FA"), ``a``, ``b``, ``n``, ``seeds``,
         ``differences`` (points, per seed), ``mean``, ``std``, ``ci_low``, ``ci_high`` (NaN for
-        n < 2), ``same_sign`` (every seed's difference has the mean's sign, none zero) and
+        n < 2), ``same_sign`` (n >= 2 and every seed's difference has the mean's sign, none zero) and
         ``excludes_zero`` (the interval lies on one side of 0; False for n < 2).
 
     Raises
@@ -251,7 +253,7 @@ def paired_differences(records, comparisons=COMPARISONS, confidence: float = 0.9
                      "seeds": tuple(int(s) for s in seeds), "differences": tuple(float(d) for d in diff),
                      "mean": mean, "std": float(diff.std(ddof=1)) if len(diff) > 1 else math.nan,
                      "ci_low": mean - half, "ci_high": mean + half,
-                     "same_sign": bool(len(diff) and (np.all(diff > 0) or np.all(diff < 0))),
+                     "same_sign": bool(len(diff) > 1 and (np.all(diff > 0) or np.all(diff < 0))),
                      "excludes_zero": bool(len(diff) > 1 and (mean - half > 0 or mean + half < 0))})
     return pd.DataFrame(rows, columns=["comparison", "a", "b", "n", "seeds", "differences", "mean", "std",
                                        "ci_low", "ci_high", "same_sign", "excludes_zero"])
@@ -274,7 +276,7 @@ def verdict(row, complete_at: int = 3) -> str:
     """
     a, b, n, mean = row["a"], row["b"], int(row["n"]), row["mean"]
     if n == 0:
-        return f"{a} vs {b}: no seed has both runs yet (run `{SWEEP_COMMAND}`)."
+        return f"{a} vs {b}: no seed has both runs yet (the sweep: `{SWEEP_COMMAND}` in a clone, or `{SWEEP_CLI}`)."
     incomplete = "" if n >= complete_at else (f" Incomplete evidence: {n} of at least {complete_at} seeds "
                                                f"{'has' if n == 1 else 'have'} both runs.")
     if n == 1:

@@ -109,8 +109,10 @@ def test_verdicts_for_no_difference_shown_for_one_seed_and_for_none():
     one = shown.loc["CDP-FA − random-FA"]
     assert one["n"] == 1 and math.isnan(one["ci_low"]) and not one["excludes_zero"]
     assert "one seed gives no interval" in verdict(one)
+    assert not one["same_sign"]  # one seed's difference has no sign to agree with
     none = shown.loc["CDP-FA − PLS-FA"]
     assert none["n"] == 0 and "no seed has both runs yet" in verdict(none)
+    assert "cdp-tutorial sweep" in verdict(none)  # the form a pip install can run, not only the script
 
 
 def test_completeness_counts_runs_per_seed_against_the_sweeps_arms():
