@@ -241,6 +241,17 @@ def _check_reachable(problem, mode, budget, baseline):
         )
 
 
+def _pruning_problem(model, mode, target, budget, latency_ms, *, latency_table, **options):
+    """Check the model and mode, build the problem, resolve and check the budget (both planners)."""
+    check_model(model)
+    mode = normalize_mode(mode)
+    budget = latency_budget(mode, budget, latency_ms)
+    problem = PruningProblem(model, latency_table=table_for(mode, latency_table), **options)
+    target, budget, baseline = _resolve_budget(problem, mode, target, budget)
+    _check_reachable(problem, mode, budget, baseline)
+    return mode, problem, target, budget, baseline
+
+
 def plan_pruning(model, mode, target=None, *, budget=None, step: float = 0.1, seed=None,
                  coupled: str = "skip", round_to: int = 1, bytes_per_element=4,
                  ignored_layers=(), min_keep=None, memory: str = "stored", latency_table=None,
@@ -311,17 +322,12 @@ def plan_pruning(model, mode, target=None, *, budget=None, step: float = 0.1, se
     >>> plan.final.macs <= 0.3 * plan.baseline.macs
     True
     """
-    check_model(model)
-    mode = normalize_mode(mode)
     step = check_fraction(step, "step")
     seed = check_seed(seed, allow_none=True)
-    budget = latency_budget(mode, budget, latency_ms)
-    problem = PruningProblem(model, coupled=coupled, bytes_per_element=bytes_per_element,
-                             round_to=round_to, ignored_layers=ignored_layers, min_keep=min_keep,
-                             memory=memory, latency_table=table_for(mode, latency_table),
-                             input_shape=input_shape)
-    target, budget, baseline = _resolve_budget(problem, mode, target, budget)
-    _check_reachable(problem, mode, budget, baseline)
+    mode, problem, target, budget, baseline = _pruning_problem(
+        model, mode, target, budget, latency_ms, coupled=coupled, bytes_per_element=bytes_per_element,
+        round_to=round_to, ignored_layers=ignored_layers, min_keep=min_keep, memory=memory,
+        latency_table=latency_table, input_shape=input_shape)
     if seed is None:
         seed = int(np.random.SeedSequence().generate_state(1)[0])
     rng = np.random.default_rng(seed)
@@ -359,15 +365,10 @@ def plan_uniform(model, mode, target=None, *, budget=None, coupled: str = "skip"
     every layer narrower? Finds (by bisection) the largest multiplier :math:`m` such that widths
     ``max(min, round(m * w))`` meet the budget. Arguments as in :func:`plan_pruning`.
     """
-    check_model(model)
-    mode = normalize_mode(mode)
-    budget = latency_budget(mode, budget, latency_ms)
-    problem = PruningProblem(model, coupled=coupled, bytes_per_element=bytes_per_element,
-                             round_to=round_to, ignored_layers=ignored_layers, min_keep=min_keep,
-                             memory=memory, latency_table=table_for(mode, latency_table),
-                             input_shape=input_shape)
-    target, budget, baseline = _resolve_budget(problem, mode, target, budget)
-    _check_reachable(problem, mode, budget, baseline)
+    mode, problem, target, budget, baseline = _pruning_problem(
+        model, mode, target, budget, latency_ms, coupled=coupled, bytes_per_element=bytes_per_element,
+        round_to=round_to, ignored_layers=ignored_layers, min_keep=min_keep, memory=memory,
+        latency_table=latency_table, input_shape=input_shape)
     cols, base = problem.unit_columns, problem.baseline_widths[problem.unit_columns]
 
     def scaled(m):
