@@ -45,9 +45,9 @@ import numpy as np
 import pandas as pd
 
 import cdp_tutorial as cdp
-from cdp_tutorial.latency import LatencyTable, LatencyTableWarning, Timing, calibration_models, time_files
+from cdp_tutorial.latency import (LatencyTable, LatencyTableWarning, Timing, calibration_models, export_files,
+                                  time_files)
 from cdp_tutorial.latency.build import correction_rows, fit_correction, model_file_name
-from cdp_tutorial.latency.timing import export_files
 
 ROOT = Path(__file__).resolve().parents[1]
 TOLERANCE = 0.10

@@ -27,7 +27,7 @@ SYNC = ROOT / "scripts" / "sync_notebooks.py"
 #: Notebooks whose owners have not yet run ``scripts/sync_notebooks.py`` on them since the layout of
 #: solutions, links and install cell changed (see /work/helpers/notes.md). Strict: a notebook that
 #: already follows the layout fails here until its name is removed from this set.
-NOT_YET_SYNCED = {"09_latency_aware_pruning"}
+NOT_YET_SYNCED = set()
 
 
 def synced_notebooks():

@@ -24,8 +24,9 @@ Examples
 from cdp_tutorial.latency.build import CALIBRATION_PLANS, calibration_models, measure_latency_table  # noqa: F401
 from cdp_tutorial.latency.table import (BlockEntry, LatencyPredictor, LatencyTable,  # noqa: F401
                                         LatencyTableWarning)
-from cdp_tutorial.latency.timing import FileTimes, MeasuredModels, Timing, measure_models, time_files  # noqa: F401
+from cdp_tutorial.latency.timing import (FileTimes, MeasuredModels, Timing, export_files, measure_models,  # noqa: F401
+                                         time_files)
 
 __all__ = ["LatencyTable", "LatencyTableWarning", "LatencyPredictor", "BlockEntry", "measure_latency_table",
-           "calibration_models", "CALIBRATION_PLANS", "Timing", "time_files", "measure_models", "FileTimes",
-           "MeasuredModels"]
+           "calibration_models", "CALIBRATION_PLANS", "Timing", "time_files", "export_files", "measure_models",
+           "FileTimes", "MeasuredModels"]

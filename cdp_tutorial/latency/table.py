@@ -11,7 +11,10 @@ For a model whose blocks (:mod:`cdp_tutorial.latency.blocks`) the table covers, 
   kernels compute output channels in tiles (16 on issue 21's EPYC, 32 on an AVX-512 Xeon), so
   latency rises in steps and is flat in between, and interpolating along the output width would
   draw a slope that is not there. **Input widths** are interpolated linearly between the measured
-  ones, because latency is linear in them (both found by measuring; notebook 09 shows it).
+  ones (piecewise, through every measured input width): on issue 21's EPYC latency was linear in
+  them; on the Xeon of ``data/latency/`` the middle input width of the 3x3 conv at 4x4 pixels lies
+  up to 30 % off the straight line through the outer two, which is why a table measures several
+  input widths (notebook 09 shows it).
 * :math:`c_0` covers what no block counts: the interpreter's own overhead per call and layers
   outside every block (a flatten, a merge).
 * :math:`c_1` corrects for size: a block timed alone keeps its weights in cache from one call to
