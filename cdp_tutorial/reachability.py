@@ -13,7 +13,8 @@ groups stayed whole and why, by cause, each with what would help:
 * ``round_to`` and ``min_keep``, which keep more filters in every layer: the floor without them;
 * the model's output and dense heads, which are never pruned (not mentioned).
 
-Every floor is written by :func:`target_text`: a target the caller can pass back as it reads.
+Every floor is written by :func:`floor_text`: a target the caller can pass back as it reads
+(:func:`target_text`), and what it is, a share of the baseline in percent.
 """
 
 from __future__ import annotations
@@ -63,6 +64,34 @@ def target_text(fraction: float) -> str:
     # round up, but not past a value that floating point put a hair above a round number
     value = np.ceil(scaled * (1 - 1e-12)) / 10**decimals
     return f"{value:.{decimals}f}"
+
+
+def floor_text(fraction: float) -> str:
+    """A lowest reachable target and what it means: the target, then its share of the baseline in %.
+
+    Parameters
+    ----------
+    fraction : float
+        A complexity as a fraction of the baseline's, in [0, 1].
+
+    Returns
+    -------
+    str
+        ``target_text(fraction)`` followed by the percentage, two significant digits below 0.1 %,
+        so that a tiny floor does not read as a bare number.
+
+    Examples
+    --------
+    >>> floor_text(1.8622e-05)
+    '0.0000187 (0.0019% of baseline)'
+    >>> floor_text(0.139744)
+    '0.1398 (13.97% of baseline)'
+    """
+    if fraction >= 1e-3:
+        percent = f"{fraction:.2%}"
+    else:
+        percent = np.format_float_positional(100 * fraction, precision=2, fractional=False, trim="-") + "%"
+    return f"{target_text(fraction)} ({percent} of baseline)"
 
 
 def held_groups(problem) -> dict[str, list]:
@@ -123,7 +152,8 @@ def explain_floor(problem, mode) -> str:
             text = f"{count} tied by residual merges ({_some(merges)}), which coupled='skip' leaves whole"
             tied = _lowest_with(problem, mode, coupled="tie")
             if tied is not None and tied < lowest - 5e-5:
-                text += f": with coupled='tie' they shrink as units, down to {target_text(tied)}"
+                text += (": with coupled='tie' they shrink as units, lowering the lowest reachable target to "
+                         f"{floor_text(tied)}")
                 advice.append("Try coupled='tie' to prune residual channels too")
             elif tied is not None:
                 text += " (coupled='tie' would not lower the floor)"
@@ -131,7 +161,7 @@ def explain_floor(problem, mode) -> str:
             text = f"{count} kept whole by ignored_layers"
             free = _lowest_with(problem, mode, ignored_layers=())
             if free is not None and free < lowest - 5e-5:
-                text += f" (without them: {target_text(free)})"
+                text += f" (without them: {floor_text(free)})"
         else:
             reasons = sorted({reason for g in groups
                               for reason, kind in zip(g.frozen_by, g.frozen_kinds) if kind == cause})
@@ -139,13 +169,13 @@ def explain_floor(problem, mode) -> str:
             bound = floor_if_free(problem, mode, groups) / baseline
             if bound < lowest - 5e-5:
                 remedy = f"; {REMEDIES[cause]}" if cause in REMEDIES else ""
-                text += f" (free, the floor could be as low as {target_text(bound)}{remedy})"
+                text += f" (free, the floor could be as low as {floor_text(bound)}{remedy})"
         parts.append(text)
     options = getattr(problem, "options", {}) or {}
     if options.get("round_to", 1) != 1 or options.get("min_keep") is not None:
         floors = _lowest_with(problem, mode, round_to=1, min_keep=None)
         if floors is not None and floors < lowest - 5e-5:
-            parts.append(f"round_to/min_keep keep more filters in every layer (without them: {target_text(floors)})")
+            parts.append(f"round_to/min_keep keep more filters in every layer (without them: {floor_text(floors)})")
     if not parts:
         return ""
     return ". Held at full width: " + "; ".join(parts) + "".join(f". {a}" for a in advice)

@@ -91,9 +91,11 @@ def test_the_lowest_target_a_message_names_can_be_passed_back_and_tiny_floors_do
     assert plan.final.params <= named * plan.baseline.params
 
     # ResNet-50 tied: about 2e-5 of the parameters, written with three significant digits, not as 0.0000
-    with pytest.raises(ValueError, match=r"down to 0\.0000\d{3}\.") as error:
+    # ...followed by what it is, a share of the baseline, so that the number is not bare
+    with pytest.raises(ValueError, match=r"lowering the lowest reachable target to 0\.0000\d{3} \(0\.00\d+% of baseline\)\.") as error:
         cdp.plan_pruning(cifar_models["resnet50"], "params", target=0.05, seed=0)
-    tied_named = float(re.search(r"down to ([\d.]+)\.", str(error.value))[1])
+    tied_named, tied_percent = map(float, re.search(r"target to ([\d.]+) \(([\d.]+)% of baseline", str(error.value)).groups())
+    assert tied_percent == pytest.approx(100 * tied_named, rel=0.05)
     tied = PruningProblem(cifar_models["resnet50"], coupled="tie")
     tied_floor = tied.total(tied.minimum_widths(), "params") / tied.total(tied.baseline_widths, "params")
     assert tied_floor <= tied_named < 1.01 * tied_floor
