@@ -73,7 +73,7 @@ SOLUTIONS_HEADING = (
     "Try each exercise before you read on. In JupyterLab this section opens collapsed (click the arrow beside the "
     "heading) and each solution's code and output are folded away (click the bar beside a cell); on Colab the "
     "section opens collapsed too (click the heading's arrow), and then each solution shows its title and output, "
-    "its code behind *Show code*. Every solution runs: CI executes them with the rest of the notebook."
+    "its code behind *Show code*. Every solution runs: the test suite executes them with the rest of the notebook."
 )
 #: The heading cell's id: Colab's notebook metadata ``colab.collapsed_sections`` lists the ids of the
 #: headings whose sections open collapsed (Colab keeps a cell's id in ``metadata.id``; nbformat 4.5 has a
