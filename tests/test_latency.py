@@ -232,3 +232,25 @@ def test_the_command_line_plans_vgg16_in_mode_LA_with_the_committed_table(tmp_pa
     assert "ms predicted <= budget" in capsys.readouterr().out
     plan = cdp.PruningPlan.load(out)
     assert plan.latency["final_ms"] <= 0.5 * plan.latency["baseline_ms"]
+
+
+@pytest.mark.skipif(not COMMITTED, reason="no committed latency table under data/latency/")
+def test_the_committed_benchmark_plans_are_priced_by_the_committed_table_as_recorded():
+    """The benchmark CSV keeps each plan's widths and block sum: notebook 09 refits models on them."""
+    import pandas as pd
+
+    from cdp_tutorial.pruning import PruningProblem
+
+    table = LatencyTable.load(COMMITTED[0])
+    check = pd.read_csv(COMMITTED[0].with_suffix(".lut-check.csv"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", LatencyTableWarning)
+        problem = PruningProblem(cdp.models.vgg16(), latency_table=table)
+    for row in check.itertuples():
+        widths = problem.baseline_widths.copy()
+        planned = json.loads(row.widths)
+        for layers, column in zip(problem.unit_layers, problem.unit_columns):
+            widths[column] = planned[layers[0]]
+        assert problem.latency.block_ms(widths).sum() == pytest.approx(row.blocks_ms, rel=1e-3), row.plan
+        assert problem.latency.weight_mb(widths) == pytest.approx(row.weight_mb, rel=1e-3), row.plan
+        assert problem.total(widths, "latency") == pytest.approx(row.saved_ms, rel=1e-3), row.plan  # as saved

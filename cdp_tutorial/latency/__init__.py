@@ -3,7 +3,8 @@
 Fewer MACs do not always mean lower latency (notebook 06 measures the gap). NetAdapt and MetaPruning
 budget with a per-layer latency lookup table measured on the device; this subpackage builds one
 with LiteRT on the machine at hand and gives Algorithm 1 a fourth mode, latency-aware (LA), in which
-a layer's chance of losing filters is its share of the predicted latency.
+a layer's chance of losing filters is its block's share of the table's block sum (the blocks'
+measured milliseconds; the whole-model correction belongs to no block and does not enter the weights).
 
 =================  ===============================================================================
 ``blocks``         a model's timed blocks (conv/dense + the layers fused to it) and their configurations

@@ -4,8 +4,8 @@ whole-model correction fitted on calibration models.
 The grid is what Algorithm 1 can ask for. Output widths: every multiple of ``out_step`` up to the
 layer's own width (a pruned layer's width is rounded *up* to one of them before lookup). Input
 widths: ``in_points`` widths from ``out_step`` to the largest input, with straight lines between
-them (latency was linear in input width on issue 21's EPYC, and bends on the Xeon of
-``data/latency/``: more points follow the bend more closely). A width that never changes
+them (latency bends along the input width on the Xeon of ``data/latency/``: more points follow
+the bend more closely). A width that never changes
 (the image's 3 channels, a classifier's 10 outputs) is measured at that width only.
 """
 

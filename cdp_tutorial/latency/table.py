@@ -7,21 +7,25 @@ For a model whose blocks (:mod:`cdp_tutorial.latency.blocks`) the table covers, 
     \hat t = s \sum_{b} T_b\bigl(C^{in}_b, \lceil C^{out}_b \rceil\bigr) \;+\; c_0 \;+\; c_1 \cdot \text{weight MB}
 
 * :math:`T_b` is the measured latency of block *b*'s configuration. **Output widths** are rounded
-  *up* to the next measured width (a multiple of the table's ``out_step``) before lookup: the CPU
-  kernels compute output channels in tiles (16 on issue 21's EPYC, 32 on an AVX-512 Xeon), so
-  latency rises in steps and is flat in between, and interpolating along the output width would
-  draw a slope that is not there. **Input widths** are interpolated linearly between the measured
-  ones (piecewise, through every measured input width): on issue 21's EPYC latency was linear in
-  them; on the Xeon of ``data/latency/`` the middle input width of the 3x3 conv at 4x4 pixels lies
-  up to 30 % off the straight line through the outer two, which is why a table measures several
-  input widths (notebook 09 shows it).
+  *up* to the next measured width (a multiple of the table's ``out_step``) before lookup, and never
+  interpolated: the CPU kernels compute output channels in tiles, and on the Xeon of ``data/latency/``
+  latency along the output width is neither a line nor a clean staircase (for the 3x3 conv at 4x4
+  pixels, the steps 32k -> 32k + 16 carry all of the rise, and a width of 32k + 16 costs about what
+  32k + 32 costs, or more; single points are noisy; notebook 09 shows it). Widths between the measured
+  ones were not measured. So the lookup is not monotone: removing filters can raise a block's price,
+  and Algorithm 1 in mode LA can take such a step.
+  **Input widths** are interpolated linearly between the measured ones (piecewise, through every
+  measured input width): on that Xeon the middle input width of the 3x3 conv at 4x4 pixels lies up to
+  30 % off the straight line through the outer two, which is why a table measures several.
 * :math:`c_0` covers what no block counts: the interpreter's own overhead per call and layers
   outside every block (a flatten, a merge).
-* :math:`c_1` corrects for size: a block timed alone keeps its weights in cache from one call to
-  the next; inside the whole model the other blocks' weights push them out, so a model with more
-  megabytes of weights loses more time to memory than its blocks did. :math:`s` scales what the
-  blocks miss in proportion to their own time. All three are fitted on whole **calibration**
-  models timed in the same rounds as the blocks, never on the plans the table is judged on.
+* :math:`c_1` corrects for size, per MB (MiB, 2**20 bytes) of fp32 weights: whole models with more
+  weights ran slower than their blocks' sum. It is an empirical correction; one possible cause is that a
+  block timed alone keeps more of its weights in the CPU's caches between calls than it does inside
+  the whole model (not measured; :math:`c_1` varied 0.05-0.14 ms/MB between sessions on that Xeon).
+  :math:`s` scales what the blocks miss in proportion to their own time. All three are fitted on
+  whole **calibration** models timed in the same rounds as the blocks, never on the plans the table
+  is judged on.
 
 :meth:`LatencyTable.breakdown` says, for every block, whether its figure was measured or how it
 was interpolated or rounded; :meth:`LatencyTable.predict_ms` is the sum.

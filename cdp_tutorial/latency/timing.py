@@ -2,8 +2,8 @@
 
 A shared 2-core machine makes single timings unreliable in three ways, and each is met here:
 
-* **the process.** Timing inside the process that exported the model (and so imported
-  TensorFlow) gave spreads of 67 %, even 2x, in issue 21's probe. Files are timed by
+* **the process.** The process that exported the model has imported TensorFlow, whose thread pools
+  and memory the timed calls would share (an unrecorded early probe saw spreads up to 2x there). Files are timed by
   ``worker.py``, a script that imports only NumPy and ``ai_edge_litert``, in a fresh process;
 * **drift.** Other jobs start and stop. Every round visits every file once, in a new random order,
   so drift hits all files alike instead of the ones timed last;

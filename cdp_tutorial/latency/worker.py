@@ -2,7 +2,8 @@
 
 This file is run as a script, never imported by the package, and imports only the standard
 library, NumPy and ``ai_edge_litert``: a process that has imported TensorFlow keeps its thread
-pools and memory, and timing there was up to 2x off on a shared machine (issue 21's probe).
+pools and memory, which the timed calls would share (an unrecorded early probe on a shared machine
+saw timings there up to 2x off).
 (:func:`cdp_tutorial.edge.time_calls`, the package's timer, cannot be used here for that reason:
 importing anything from ``cdp_tutorial`` loads TensorFlow. The loop below is the same: warm-up,
 then one call at a time between two ``perf_counter`` reads.)
