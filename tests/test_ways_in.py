@@ -18,7 +18,7 @@ import pytest
 from packaging.specifiers import SpecifierSet
 
 from cdp_tutorial import cli
-from cdp_tutorial.experiments import RESULTS_FILE, ResultsStore, TrialsFailed, make_specs, run_sweep
+from cdp_tutorial.experiments import RESULTS_FILE, ResultsStore, TrialsFailed, baseline_of, make_specs, run_sweep
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -91,6 +91,26 @@ def test_ray_sweep_records_finished_trials_and_reports_a_failed_one(tmp_path, lo
     assert sorted(frame.key) == sorted(s.key for s in specs)
     assert (out / RESULTS_FILE).read_bytes() == before
     assert sorted(p.name for p in (out / "ray" / "sweep").iterdir()) == trials_before
+
+
+def test_ray_trains_a_ranking_methods_baseline_first_and_skips_a_run_whose_baseline_failed(tmp_path, local_ray):
+    """The two-pass path: baselines the ranking runs need are trained in a first pass of trials."""
+    out = tmp_path / "ranking"
+    (l1,) = make_specs("alexnet", ["FA"], [0.5], [0], profile="quick", methods=["l1"], baseline=False,
+                       epochs=1, train_size=64, test_size=32, width_multiplier=0.125)
+    orphan = dataclasses.replace(l1, seed=1, train_size=5000)  # its baseline cannot load its data
+
+    with pytest.raises(TrialsFailed) as failed:
+        run_sweep([l1, orphan], out, backend="ray", progress=False)
+
+    baseline, orphan_baseline = baseline_of(l1), baseline_of(orphan)
+    assert set(failed.value.failures) == {orphan_baseline.key, orphan.key}
+    assert f"its baseline {orphan_baseline.key} failed" in failed.value.failures[orphan.key]
+    records = {r["key"]: r for r in ResultsStore(out).records()}
+    assert set(records) == {baseline.key, l1.key}  # the implied baseline, then the run that prunes it
+    assert records[l1.key]["stages"][0]["test_accuracy"] == records[baseline.key]["test_accuracy"]
+    assert not (out / "runs" / orphan.key).exists()  # never started
+    assert sorted(p.name for p in (out / "ray").iterdir()) == ["baselines", "sweep"]
 
 
 def readme_section(title: str) -> str:
