@@ -92,6 +92,9 @@ def test_search_shrinks_the_cheapest_dimension_first():
 
 @pytest.mark.parametrize("budget, message", [
     (1_000, r"budget 1,000 MACs is infeasible for alexnet at every searched depth and resolution"),
+    # the pruning error's percentages are of the shrunk shape, not of the model the budget refers to
+    (1_000, r"at depth -2, 16 px \(percentages of this shape's [\d,]+ MACs, not of the unshrunk alexnet's "
+            r"225,650,688\)"),
     (4e8, r"is not below the unshrunk alexnet's 225,650,688 MACs: nothing to shrink"),
     (-5, r"budget must be > 0"),
 ])

@@ -361,7 +361,9 @@ def search_compound(model: str, budget, contributions: pd.DataFrame, *, depths=N
                     plan_uniform(shaped, "flops", budget=budget)
                 feasible = True
             except ValueError as error:  # even the narrowest widths exceed the budget here
-                feasible, last_error = False, f"at depth -{depth}, {resolution} px: {error}"
+                # the pruning error's percentages refer to this shape, not to the unshrunk model: say so
+                feasible, last_error = False, (f"at depth -{depth}, {resolution} px (percentages of this shape's "
+                                               f"{macs:,} MACs, not of the unshrunk {model}'s {base_macs:,}): {error}")
             shares = {"depth": math.log(base_macs / full_res[depth]),
                       "resolution": math.log(full_res[depth] / macs),
                       "width": max(math.log(macs / budget), 0.0)}
