@@ -124,7 +124,7 @@ def test_an_absolute_budget_in_milliseconds_and_the_uniform_plan_at_it(table):
     assert plan.target is None and plan.budget == pytest.approx(budget)
 
 
-def test_sampling_weights_in_mode_LA_are_each_layers_share_of_predicted_latency(table):
+def test_sampling_weights_in_mode_LA_are_each_blocks_share_of_the_block_sum(table):
     model = tiny()
     weights = cdp.layer_weights(model, "LA", latency_table=table)
     block_ms = table.breakdown(model).set_index("layer").ms
