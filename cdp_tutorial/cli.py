@@ -10,7 +10,7 @@ Examples::
     cdp-tutorial summary --out results/
     cdp-tutorial export --model-file vgg16_fa30.keras --precision fp32 full_int8 --out edge/
     cdp-tutorial measure edge/vgg16_fa30_fp32.tflite --threads 2 --out results/
-    cdp-tutorial bench-device --quick               # Table 6 on this device, about a minute on 2 cores
+    cdp-tutorial bench-device --quick               # Table 6 here: several minutes (about 8 on a shared 2-core VM)
 
 ``train`` and ``sweep`` add every finished run to ``results.jsonl`` in ``--out`` and skip runs that
 are already there; an interrupted run continues from its last completed epoch.
@@ -123,7 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench-device", help="Table 6 on this device: 1 epoch at batch 5 per mode, latency, power")
     p.add_argument("--quick", action="store_true",
-                   help="about a minute on a 2-core CPU: fixture data, 100 images, x0.25 width (not the paper's protocol)")
+                   help="several minutes (about 8 on a shared 2-core AMD EPYC VM): fixture data, 100 images, x0.25 width "
+                        "(not the paper's protocol)")
     p.add_argument("--models", nargs="+", type=str.lower, default=None, choices=sorted(MODELS),
                    help="default: vgg16 alexnet (the paper's)")
     p.add_argument("--modes", nargs="+", default=["PA", "FA", "MA"])

@@ -361,6 +361,31 @@ def test_table6_keeps_the_papers_memory_column_and_summarises_repeated_runs(tmp_
     assert row["speed-up high"] == pytest.approx(2 * base / flops, abs=0.01)
 
 
+def test_table6_ideal_speed_up_is_the_trained_models_and_old_labels_join_new_runs(tmp_path):
+    """On the committed CPU records (real, trained at x0.25 width and labelled before the label gained the step)."""
+    from cdp_tutorial.data import repository_file
+
+    committed = repository_file("data/devices/cpu-amd-epyc-2cores-quick.jsonl")
+    records = [json.loads(line) for line in committed.read_text().splitlines()]
+    assert all("step p" not in r["label"] for r in records)  # written by an older wording
+    table = table6(load_results(committed), rounded=False).set_index(["model", "mode"])
+    by_row = {(r["model"], r["mode"]): r for r in records}
+    base, memory = by_row[("alexnet", "baseline")], by_row[("alexnet", "memory")]
+    row = table.loc[("alexnet", "memory")]
+    # the models timed are the trained (narrow) ones: their MACs, not the full-size plan's, set the ideal
+    assert row["ideal speed-up"] == pytest.approx(base["trained_macs"] / memory["trained_macs"])
+    assert row["trained MAC reduction (%)"] == 80.9 and row["MAC reduction (%)"] == 84.4
+    assert row["steady epoch (s)"] == memory["steady_epoch_time_s"]  # rounded=False keeps the measured value
+    assert table["protocol"].str.endswith("(step p = 0.1: the paper gives none)").all()
+    # a new run of the same settings, labelled as the benchmark labels it now, joins the old row
+    new = {**memory, "label": table6_protocol_label({k: memory[k] for k in (
+        "model", "dataset", "train_size", "width_multiplier", "epochs", "batch_size", "iterations", "step")})}
+    both = tmp_path / "both.jsonl"
+    both.write_text("".join(json.dumps(r) + "\n" for r in [*records, new]))
+    joined = table6(load_results(both)).set_index(["model", "mode"])
+    assert len(joined) == len(table) and joined.loc[("alexnet", "memory"), "runs"] == 2
+
+
 def test_the_table6_label_states_the_step_and_does_not_call_it_the_papers():
     paper = {"model": "alexnet", "dataset": "cifar100", "train_size": None, "width_multiplier": 1,
              "epochs": 1, "batch_size": 5, "iterations": 50}

@@ -14,7 +14,8 @@ module          what it owns
 ``store``       results files (JSON lines): :func:`append_record`, :func:`load_results`, :func:`table6`
 ==============  ====================================================================================
 
-From a terminal: ``cdp-tutorial bench-device --quick`` (minutes on a 2-core CPU, not the paper's protocol).
+From a terminal: ``cdp-tutorial bench-device --quick`` (several minutes: about 8 on the committed shared 2-core
+AMD EPYC VM; not the paper's protocol).
 """
 
 from cdp_tutorial.devices.bench import iteration_limited_plan, run_device_benchmark, table6_protocol_label
