@@ -184,7 +184,8 @@ def layer_weights(model, mode, coupled: str = "skip", latency_table=None, input_
     coupled : {"skip", "tie"}
         How convs tied by an ``Add`` are treated (see :func:`cdp_tutorial.plan_pruning`).
     latency_table : cdp_tutorial.latency.LatencyTable, optional
-        Required by mode ``"LA"``: a layer's weight is then its share of the predicted latency.
+        Required by mode ``"LA"``: a layer's weight is then its block's share of the table's block
+        sum (the fitted per-call and weight-size terms are left out).
     input_shape : tuple of int, optional
         The input size, for a model built on unknown sizes (see :func:`cdp_tutorial.profile`).
 
