@@ -3,11 +3,12 @@
 A shared 2-core machine makes single timings unreliable in three ways, and each is met here:
 
 * **the process.** The process that exported the model has imported TensorFlow, whose thread pools
-  and memory the timed calls would share (an unrecorded early probe saw spreads up to 2x there). Files are timed by
+  and memory the timed calls would share (an early test on the shared machine of ``data/latency/``, not
+  recorded, saw spreads up to 2x there). Files are timed by
   ``worker.py``, a script that imports only NumPy and ``ai_edge_litert``, in a fresh process;
 * **drift.** Other jobs start and stop. Every round visits every file once, in a new random order,
   so drift hits all files alike instead of the ones timed last;
-* **the process's luck.** Medians of separate processes differed by up to 11 % in the probe. Each
+* **the process's luck.** Medians of separate processes differed by up to 11 % in that early test. Each
   job runs in ``processes`` processes one after another; a file's latency is the median over every
   round of every process, and its spread (interquartile range / median) is kept beside it.
 
@@ -16,12 +17,14 @@ Each round loads the file afresh, makes ``warmup`` untimed calls, then ``repeats
 
 **Which clock.** ``clock="wall"`` (the default) times each call with the wall clock: the latency a
 user sees, on a machine that does nothing else. On a machine shared with other busy processes it also
-counts the time the interpreter *waited* for a core: a 13 ms VGG-16 call measured 33-41 ms of wall
-time under a load average of 8 on 2 cores, while a 0.2 ms block, rarely interrupted, did not change.
+counts the time the interpreter *waited* for a core: on the machine of ``data/latency/`` (a load
+average of 7-16 on 2 cores), the unpruned VGG-16 took 30-45 ms of wall time for 14-15 ms of CPU time.
 ``clock="thread"`` times each call with the calling thread's CPU clock instead; with one interpreter
-thread (XNNPACK then computes on the calling thread) that is the time the model ran, i.e. its
-latency on an idle core, and it stayed within 2 % across the same runs. It needs ``threads=1``:
-other threads' work would not be counted.
+thread (XNNPACK then computes on the calling thread) that is the time the model ran, without the
+waits. It is steadier, not steady: on that machine the whole models' CPU time drifted by 14-25 %
+within 45 minutes (the calibration models refitted in the benchmark's session against the table's
+own; ``data/latency/README.md``), memory traffic of the other jobs and the host's clock among the
+possible causes (not measured). It needs ``threads=1``: other threads' work would not be counted.
 """
 
 from __future__ import annotations
