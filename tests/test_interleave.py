@@ -85,3 +85,11 @@ def test_back_to_back_interval_of_real_timed_calls():
     once = time_back_to_back(calls, images, rounds=1, per_round=3, warmup=1)
     with pytest.raises(ValueError, match="at least 2 rounds"):
         once.interval("slow", "fast")
+
+
+def test_a_told_apart_interval_never_prints_an_end_as_one():
+    near = ratio_interval([0.973, 0.98, 0.987])
+    assert near.below(1.0) and f"{near.high:.2f}" == "1.00"  # an end that rounds to 1 at two digits ...
+    printed = near.describe()
+    assert "-1.00," not in printed and printed.endswith(f"{near.high:.3f}, 3 rounds)")  # ... gets a third digit
+    assert ratio_interval([0.8, 0.9, 1.1]).describe(digits=1).count(".") == 3  # not told apart: as asked

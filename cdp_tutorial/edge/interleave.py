@@ -72,7 +72,21 @@ class RatioInterval:
         return self.low > value
 
     def describe(self, digits: int = 2) -> str:
-        """``"0.83 (95 % CI 0.75-0.92, 3 rounds)"``: the estimate, the interval and what it rests on."""
+        """``"0.83 (95 % CI 0.75-0.92, 3 rounds)"``: the estimate, the interval and what it rests on.
+
+        Where the interval excludes 1 but an end would print as 1 (``0.996`` as ``"1.00"``), digits are
+        added until it does not, so a printed interval never seems to contradict *told apart*.
+
+        Examples
+        --------
+        >>> RatioInterval(estimate=0.96, low=0.93, high=0.996, rounds=3, confidence=0.95).describe()
+        '0.960 (95 % CI 0.930-0.996, 3 rounds)'
+        """
+        digits = check_int(digits, "digits", minimum=0)
+        one = f"{1:.{digits}f}"
+        while self.excludes(1.0) and one in (f"{self.low:.{digits}f}", f"{self.high:.{digits}f}") and digits < 8:
+            digits += 1
+            one = f"{1:.{digits}f}"
         return (f"{self.estimate:.{digits}f} ({100 * self.confidence:g} % CI {self.low:.{digits}f}-"
                 f"{self.high:.{digits}f}, {self.rounds} rounds)")
 
