@@ -13,12 +13,12 @@ _UNITS = {"params": "parameters", "flops": "MACs", "memory": "bytes"}
 
 
 def amount_text(value, mode) -> str:
-    """A total in its mode's unit: ``1,234,567`` (parameters, MACs, bytes) or ``2.345 ms (predicted)``.
+    """A total in its mode's unit: ``1,234,567`` (parameters, MACs, bytes) or ``2.345 ms predicted``.
 
     >>> amount_text(2.3456, "latency"), amount_text(1234567, "flops")
-    ('2.346 ms (predicted)', '1,234,567')
+    ('2.346 ms predicted', '1,234,567')
     """
-    return f"{value:.3f} ms (predicted)" if mode == "latency" else f"{value:,.0f}"
+    return f"{value:.3f} ms predicted" if mode == "latency" else f"{value:,.0f}"
 
 
 def latency_budget(mode, budget, latency_ms):
