@@ -8,7 +8,8 @@
                    (:func:`cdp_tutorial.devices.device_record`); :func:`time_calls`, the one
                    batch-1 latency timer (median and IQR), for anything callable
 ``interleave``     :func:`time_back_to_back`: several models timed image by image, back to back,
-                   in rounds, so that comparisons carry their spread on a busy machine
+                   in rounds, so that comparisons carry their spread on a busy machine;
+                   :func:`ratio_interval` / :func:`paired_interval`: 95 % t-intervals over the rounds
 ``energy``         the paper's energy model in both conventions, and measured RAPL energy
 ``store``          ``edge.jsonl``: measurements appended atomically, like the training results
 =================  ===========================================================================
@@ -26,12 +27,14 @@ from cdp_tutorial.edge.energy import energy_model, rapl_available, RaplMeter  # 
 from cdp_tutorial.edge.export import (  # noqa: F401
     PRECISIONS, ConversionError, compare_with_keras, export_litert, litert_predict, load_interpreter,
     read_description, split_arrays)
-from cdp_tutorial.edge.interleave import BackToBack, time_back_to_back  # noqa: F401
+from cdp_tutorial.edge.interleave import (  # noqa: F401
+    BackToBack, RatioInterval, paired_interval, ratio_interval, time_back_to_back)
 from cdp_tutorial.edge.measure import (  # noqa: F401
     LatencyStats, Measurement, PeakMemorySampler, check_warmup, measure, time_calls)
 from cdp_tutorial.edge.store import EdgeStore  # noqa: F401
 
 __all__ = ["PRECISIONS", "ConversionError", "export_litert", "load_interpreter", "litert_predict",
            "compare_with_keras", "read_description", "split_arrays", "measure", "Measurement",
-           "PeakMemorySampler",
-           "LatencyStats", "time_calls", "check_warmup", "BackToBack", "time_back_to_back", "energy_model", "rapl_available", "RaplMeter", "EdgeStore"]
+           "PeakMemorySampler", "LatencyStats", "time_calls", "check_warmup", "BackToBack", "time_back_to_back",
+           "RatioInterval", "ratio_interval", "paired_interval", "energy_model", "rapl_available", "RaplMeter",
+           "EdgeStore"]
