@@ -9,7 +9,7 @@ import pytest
 from scipy import stats
 
 from cdp_tutorial.edge import time_back_to_back
-from cdp_tutorial.edge.interleave import paired_interval, ratio_interval
+from cdp_tutorial.edge.interleave import family_confidence, paired_interval, ratio_interval
 
 
 def test_ratio_interval_is_the_t_interval_of_the_log_ratios_back_transformed():
@@ -39,6 +39,26 @@ def test_with_three_rounds_a_ratio_of_one_is_told_apart_5_percent_of_the_time_no
     by_range = np.mean((trials.max(axis=1) < 1) | (trials.min(axis=1) > 1))  # the old rule: the range excludes 1
     assert 0.035 < by_interval < 0.065  # the interval's promise: a false "told apart" in 5 % of comparisons
     assert 0.22 < by_range < 0.28  # 2 * (1/2)**3 = 25 %
+
+
+def test_family_confidence_keeps_any_false_told_apart_among_several_at_5_percent():
+    rng = np.random.default_rng(1)
+    trials = rng.lognormal(mean=0.0, sigma=0.15, size=(4000, 3, 3))  # 3 ratios whose true value is 1; 3 rounds each
+
+    def any_told_apart(confidence):
+        return np.mean([any(ratio_interval(r, confidence=confidence).excludes(1.0) for r in family)
+                        for family in trials])
+    alone = any_told_apart(0.95)
+    assert 0.12 < alone < 0.16  # each at 95 %: one of 3 falsely told apart in 1 - 0.95**3 = 14 % of families
+    adjusted = any_told_apart(family_confidence(3))
+    assert adjusted == pytest.approx(1 - (1 - 0.05 / 3) ** 3, abs=0.012) and adjusted <= 0.06  # the family's 5 %
+    assert family_confidence(3) == pytest.approx(1 - 0.05 / 3) and family_confidence(1) == 0.95
+    wider = ratio_interval([0.64, 0.79, 0.83], confidence=family_confidence(3))
+    assert wider.describe().startswith("0.75 (98.3 % CI") and wider.low < ratio_interval([0.64, 0.79, 0.83]).low
+    with pytest.raises(ValueError, match="comparisons"):
+        family_confidence(0)
+    with pytest.raises(ValueError, match="confidence must be a number strictly between 0 and 1"):
+        family_confidence(3, confidence=1.5)
 
 
 def test_paired_interval_tells_apart_ratios_whose_ranges_overlap():

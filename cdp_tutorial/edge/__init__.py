@@ -28,7 +28,7 @@ from cdp_tutorial.edge.export import (  # noqa: F401
     PRECISIONS, ConversionError, compare_with_keras, export_litert, litert_predict, load_interpreter,
     read_description, split_arrays)
 from cdp_tutorial.edge.interleave import (  # noqa: F401
-    BackToBack, RatioInterval, paired_interval, ratio_interval, time_back_to_back)
+    BackToBack, RatioInterval, family_confidence, paired_interval, ratio_interval, time_back_to_back)
 from cdp_tutorial.edge.measure import (  # noqa: F401
     LatencyStats, Measurement, PeakMemorySampler, check_warmup, measure, time_calls)
 from cdp_tutorial.edge.store import EdgeStore  # noqa: F401

@@ -21,6 +21,12 @@ rounds are told apart when the interval of their per-round quotient excludes 1
 (:func:`paired_interval`), not by whether their ranges overlap. The interval needs at least 2 rounds
 and is wide with few: with 3 rounds (2 degrees of freedom) it spans the mean log-ratio
 :math:`\pm 4.30` standard errors.
+
+**Several comparisons.** The 5 % holds for one comparison. Make :math:`k` of them (three plans against
+1, say) and, if nothing differed, at least one would be told apart with chance up to
+:math:`1 - 0.95^k` (26 % for :math:`k = 6`). :func:`family_confidence` gives each of the :math:`k`
+intervals the confidence :math:`1 - 0.05/k` (Bonferroni), so that the chance of *any* false "told
+apart" among them stays at most 5 %.
 """
 from __future__ import annotations
 
@@ -32,7 +38,8 @@ import numpy as np
 from cdp_tutorial.checks import check_choice, check_fraction, check_int, check_seed
 from cdp_tutorial.edge.measure import LatencyStats, check_warmup, time_calls
 
-__all__ = ["BackToBack", "RatioInterval", "paired_interval", "ratio_interval", "time_back_to_back"]
+__all__ = ["BackToBack", "RatioInterval", "family_confidence", "paired_interval", "ratio_interval",
+           "time_back_to_back"]
 
 AVERAGES = ("median", "mean")
 
@@ -87,8 +94,45 @@ class RatioInterval:
         while self.excludes(1.0) and one in (f"{self.low:.{digits}f}", f"{self.high:.{digits}f}") and digits < 8:
             digits += 1
             one = f"{1:.{digits}f}"
-        return (f"{self.estimate:.{digits}f} ({100 * self.confidence:g} % CI {self.low:.{digits}f}-"
+        return (f"{self.estimate:.{digits}f} ({100 * self.confidence:.3g} % CI {self.low:.{digits}f}-"
                 f"{self.high:.{digits}f}, {self.rounds} rounds)")
+
+
+def family_confidence(comparisons: int, *, confidence: float = 0.95) -> float:
+    """The confidence each of ``comparisons`` intervals needs for all of them to hold at ``confidence``.
+
+    Bonferroni's correction: with each interval at :math:`1 - (1 - c)/k`, the chance that at least one
+    of the :math:`k` excludes a true value is at most :math:`1 - c`, whatever their dependence (the
+    comparisons of one timing share rounds, so they are not independent). Tell a ratio apart only
+    when its interval at this confidence excludes 1; it is wider than a lone 95 % interval.
+
+    Parameters
+    ----------
+    comparisons : int
+        How many intervals are read together as one family (at least 1; 1 leaves ``confidence`` as is).
+    confidence : float, default 0.95
+        The family's confidence, strictly between 0 and 1.
+
+    Returns
+    -------
+    float
+        Each interval's confidence, e.g. 0.9833 for 3 comparisons at 0.95.
+
+    Raises
+    ------
+    ValueError
+        ``comparisons`` below 1 or not an integer, or ``confidence`` outside (0, 1).
+
+    Examples
+    --------
+    >>> round(family_confidence(3), 4)
+    0.9833
+    >>> ratio_interval([0.64, 0.79, 0.83], confidence=family_confidence(3)).describe()
+    '0.75 (98.3 % CI 0.41-1.38, 3 rounds)'
+    """
+    comparisons = check_int(comparisons, "comparisons", minimum=1)
+    confidence = check_fraction(confidence, "confidence")
+    return 1 - (1 - confidence) / comparisons
 
 
 def ratio_interval(ratios, *, confidence: float = 0.95) -> RatioInterval:
