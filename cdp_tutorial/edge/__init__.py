@@ -36,5 +36,5 @@ from cdp_tutorial.edge.store import EdgeStore  # noqa: F401
 __all__ = ["PRECISIONS", "ConversionError", "export_litert", "load_interpreter", "litert_predict",
            "compare_with_keras", "read_description", "split_arrays", "measure", "Measurement",
            "PeakMemorySampler", "LatencyStats", "time_calls", "check_warmup", "BackToBack", "time_back_to_back",
-           "RatioInterval", "ratio_interval", "paired_interval", "family_confidence", "energy_model", "rapl_available", "RaplMeter",
-           "EdgeStore"]
+           "RatioInterval", "ratio_interval", "paired_interval", "family_confidence", "energy_model",
+           "rapl_available", "RaplMeter", "EdgeStore"]
