@@ -236,7 +236,7 @@ class Measurement:
         """One line: median, p90, mean ± sd, throughput, CPU, memory."""
         return (f"{self.name}: median {self.median_ms:.2f} ms, p90 {self.p90_ms:.2f} ms, "
                 f"mean {self.mean_ms:.2f} ± {self.sd_ms:.2f} ms, {self.throughput_ips:.0f} images/s, "
-                f"CPU {self.cpu_utilisation:.2f} cores, peak RSS {self.peak_rss_mb:.0f} MB")
+                f"CPU {self.cpu_utilisation:.2f} cores, peak RSS {self.peak_rss_mb:.0f} MiB")
 
 
 def measure(target, images, *, n_images: int = 100, warmup: int = 10, threads: int = 2, seed: int = 0,
