@@ -289,7 +289,7 @@ class LatencyPredictor:
             raise ValueError(
                 "the latency table does not cover layer(s) "
                 + ", ".join(f"{b.layer} ({b.description})" for b in missing)
-                + f"; it has {len(covered)} configurations, e.g. {covered[:3]}; measure a table for this "
+                + f"; it has {len(table.entries)} block configurations, e.g. {covered[:3]}; measure a table for this "
                 "model (measure_latency_table or cdp-tutorial latency-table)")
         rows = [b.row for b in self.blocks]
         self._a_in, self._a_out = costs.a_in[rows], costs.a_out[rows]
