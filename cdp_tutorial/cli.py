@@ -362,7 +362,7 @@ def _export(args) -> int:
         check = json.loads(path.with_name(path.name + ".json").read_text(encoding="utf-8"))["check"]
         print(f"{path}: {path.stat().st_size / 2**20:.2f} MiB; accuracy Keras {check['keras_accuracy']:.4f}, "
               f"LiteRT {check['litert_accuracy']:.4f}; same top-1 on {check['agreement']:.1%}; "
-              f"max |delta logits| {check['max_abs_logit_diff']:.2e}")
+              f"max |delta output| {check['max_abs_output_diff']:.2e}")
     return 0
 
 

@@ -79,7 +79,7 @@ def test_a_pruned_model_exports_and_predicts_like_keras(pruned, exported, data):
     images, labels = split_arrays(data, "test")
     check = compare_with_keras(model, exported["fp32"], images, labels)
     assert check["agreement"] == 1.0
-    assert check["max_abs_logit_diff"] < 1e-3
+    assert check["max_abs_output_diff"] < 1e-3
     assert check["litert_accuracy"] == check["keras_accuracy"]
     described = json.loads(exported["fp32"].with_name("small_fp32.tflite.json").read_text())
     assert described["precision"] == "fp32" and described["params"] == model.count_params()

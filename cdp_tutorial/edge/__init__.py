@@ -2,7 +2,7 @@
 
 =================  ===========================================================================
 ``export``         Keras -> LiteRT in fp32 / fp16 / dynamic-range int8 / full-integer int8, with
-                   the exported variant's accuracy and max |Δ logits| against the Keras model
+                   the exported variant's accuracy and max |Δ output| against the Keras model
 ``measure``        batch-1 latency (median, p90, mean ± sd), throughput, process CPU time and
                    utilisation, peak resident memory, the machine it ran on
                    (:func:`cdp_tutorial.devices.device_record`); :func:`time_calls`, the one

@@ -86,7 +86,7 @@ def export_litert(model, path, precision: str = "fp32", *, representative_images
         Extra fields for the JSON (what the model is, how it was trained).
     check_images, check_labels : numpy.ndarray, optional
         Test images and labels: the exported file is run on them and :func:`compare_with_keras`'s
-        figures (both accuracies, agreement, max \|Δ logits\|) are stored in the JSON as ``check``.
+        figures (both accuracies, agreement, max \|Δ output\|) are stored in the JSON as ``check``.
 
     Returns
     -------
@@ -239,8 +239,8 @@ def compare_with_keras(model, path, images, labels, *, threads: int = 2) -> dict
     -------
     dict
         ``keras_accuracy``, ``litert_accuracy`` (fractions), ``agreement`` (fraction of images
-        with the same top-1 class) and ``max_abs_logit_diff`` (max over images and classes of
-        \\|Keras logit - LiteRT logit\\|; a softmax output is compared as probabilities).
+        with the same top-1 class) and ``max_abs_output_diff`` (max over images and classes of
+        \\|Keras output - LiteRT output\\|: probabilities for a softmax output, logits otherwise).
     """
     labels = np.asarray(labels)
     keras_logits = np.asarray(model.predict(images, batch_size=128, verbose=0))
@@ -249,7 +249,7 @@ def compare_with_keras(model, path, images, labels, *, threads: int = 2) -> dict
     return {"keras_accuracy": float((keras_top == labels).mean()),
             "litert_accuracy": float((litert_top == labels).mean()),
             "agreement": float((keras_top == litert_top).mean()),
-            "max_abs_logit_diff": float(np.abs(keras_logits - litert_logits).max()),
+            "max_abs_output_diff": float(np.abs(keras_logits - litert_logits).max()),
             "images": int(len(labels))}
 
 
