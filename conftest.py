@@ -6,14 +6,24 @@ would otherwise re-execute notebooks 04-06 without training anything and compare
 numbers. So every test session gets one fresh, temporary results folder, through ``CDP_RESULTS_DIR``
 (read by each notebook's ``parameters`` cell; the kernels nbval starts inherit it). Within one session,
 notebook 06 still reuses the runs notebook 04 trained. A folder given from outside is kept as it is.
+
+The README's test command runs the suite on two processes (``pytest -n 2``, pytest-xdist). Every cell
+of a notebook must run in one kernel, in order, and notebooks 06 and 09 reuse the runs notebook 04
+trains; so the scheduler below sends each test file to one worker, whole and in order (module fixtures,
+such as the tests' local Ray instance, are then made once), and 04, 06 and 09 to one worker together,
+in that order. The workers inherit the results folder made here, before they start.
 """
 
 import os
 import shutil
 import tempfile
 
+import pytest
+
 RESULTS_ENV = "CDP_RESULTS_DIR"
 _created = []
+# notebooks that read another's training runs: they run on one worker, in this (file name) order
+SHARING_RUNS = ("04_", "06_", "09_")
 
 
 def pytest_configure(config):
@@ -26,3 +36,21 @@ def pytest_unconfigure(config):
     for folder in _created:
         shutil.rmtree(folder, ignore_errors=True)
         os.environ.pop(RESULTS_ENV, None)
+
+
+def worker_group(nodeid: str) -> str:
+    """The tests that go to one worker together, in order: a test file, or the notebooks sharing runs."""
+    path = nodeid.split("::", 1)[0]
+    name = path.rsplit("/", 1)[-1]
+    return "notebooks sharing runs" if name.endswith(".ipynb") and name.startswith(SHARING_RUNS) else path
+
+
+@pytest.hookimpl(optionalhook=True)  # a pytest-xdist hook: without xdist, pytest never calls it
+def pytest_xdist_make_scheduler(config, log):
+    from xdist.scheduler import LoadScopeScheduling
+
+    class NotebookAwareScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid):
+            return worker_group(nodeid)
+
+    return NotebookAwareScheduling(config, log)

@@ -1,5 +1,6 @@
 """Notebooks under test train afresh: a fresh results folder per test session, read by every notebook that trains."""
 
+import importlib.util
 import json
 import os
 from pathlib import Path
@@ -26,3 +27,18 @@ def test_every_notebook_that_trains_takes_its_results_folder_from_the_session(pa
                   if "parameters" in c.get("metadata", {}).get("tags", [])]
     assert len(parameters) == 1, "one parameters cell"
     assert 'os.environ.get("CDP_RESULTS_DIR", "results")' in "".join(parameters[0]["source"])
+
+
+def test_on_two_workers_each_notebook_stays_whole_and_04_06_09_run_together_in_order():
+    spec = importlib.util.spec_from_file_location("root_conftest", ROOT / "conftest.py")
+    root_conftest = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(root_conftest)
+    group = root_conftest.worker_group
+    ids = [f"notebooks/{path.name}::Cell {cell}" for path in NOTEBOOKS for cell in (0, 7)]
+    assert all(group(ids[i]) == group(ids[i + 1]) for i in range(0, len(ids), 2))  # one kernel per notebook
+    notebook_04 = next(path.name for path in NOTEBOOKS if path.name.startswith("04_"))
+    with_04 = [path.name[:3] for path in NOTEBOOKS
+               if group(f"notebooks/{path.name}::Cell 0") == group(f"notebooks/{notebook_04}::Cell 0")]
+    assert with_04 == ["04_", "06_", "09_"]  # 06 and 09 read 04's runs: one worker, in collection (name) order
+    # a test file stays on one worker, so its module fixtures (the local Ray instance) are made once
+    assert group("tests/test_ways_in.py::test_a") == group("tests/test_ways_in.py::test_b") != group("tests/test_store.py::t")
