@@ -7,8 +7,9 @@ x0.25 width, 10 epochs, seeds 0, 1, 2). Each run is one *arm* (a method at a mod
 conclusions from these records, not from their own few-minute runs, through four functions:
 
 * :func:`arm_table`: mean ± std of the test accuracy per arm, with n and a 95 % t-interval of the mean;
-* :func:`paired_differences`: arm A minus arm B seed by seed, the mean and its 95 % t-interval, and
-  :func:`verdict`, the sentence that states it, whichever way the numbers fall;
+* :func:`paired_differences`: arm A minus arm B seed by seed, the mean and its 95 % t-interval, whether
+  it holds after Holm's correction over the comparisons asked together (:mod:`cdp_tutorial.stats`),
+  and :func:`verdict`, the sentence that states it, whichever way the numbers fall;
 * :func:`training_cost`: the paper's Table 5 from the recorded times; :func:`plot_evidence`: the figure.
 
 Everything works with however many seeds have finished; :func:`completeness` says how many, and
@@ -27,6 +28,7 @@ import pandas as pd
 
 from cdp_tutorial.checks import check_fraction
 from cdp_tutorial.results import BASELINE
+from cdp_tutorial.stats import holm, paired_p_value, t_half_width
 from cdp_tutorial.store import RecordStore
 
 #: Where the evidence sweep's records are committed (shipped with the package; see setup.py).
@@ -128,14 +130,6 @@ def arm_of(method: str, mode: str) -> str:
     return f"{METHOD_NAMES[method]}-{mode}"
 
 
-def _t_half_width(values, confidence: float) -> float:
-    """Half the width of the t-interval of the mean of ``values`` (NaN for fewer than two)."""
-    from scipy import stats
-
-    values, n = np.asarray(values, dtype=float), len(values)
-    return math.nan if n < 2 else float(stats.t.ppf(0.5 + confidence / 2, n - 1) * values.std(ddof=1) / math.sqrt(n))
-
-
 def arm_table(records, confidence: float = 0.95) -> pd.DataFrame:
     """Test accuracy per arm: n, the seeds, mean ± std (%) and the t-interval of the mean.
 
@@ -167,7 +161,7 @@ def arm_table(records, confidence: float = 0.95) -> pd.DataFrame:
     rows = []
     for arm, runs in frame.groupby("arm", sort=False):
         accuracy = runs["accuracy_pct"].to_numpy(float)
-        half = _t_half_width(accuracy, confidence)
+        half = t_half_width(accuracy, confidence)
         mean = float(accuracy.mean())
         rows.append({"arm": arm, "n": len(runs), "seeds": tuple(int(s) for s in runs["seed"]),
                      "accuracy_mean": mean, "accuracy_std": float(accuracy.std(ddof=1)) if len(runs) > 1 else math.nan,
@@ -215,7 +209,9 @@ def paired_differences(records, comparisons=COMPARISONS, confidence: float = 0.9
         One row per comparison: ``comparison`` ("CDP-FA − uniform-FA"), ``a``, ``b``, ``n``, ``seeds``,
         ``differences`` (points, per seed), ``mean``, ``std``, ``ci_low``, ``ci_high`` (NaN for
         n < 2), ``same_sign`` (n >= 2 and every seed's difference has the mean's sign, none zero) and
-        ``excludes_zero`` (the interval lies on one side of 0; False for n < 2).
+        ``excludes_zero`` (the interval lies on one side of 0; False for n < 2), ``p_value`` (paired
+        t-test) and ``holds_after_holm``: the difference holds with the comparisons of this call as one
+        family, at family-wise ``1 - confidence`` (:func:`cdp_tutorial.stats.holm`).
 
     Raises
     ------
@@ -248,15 +244,18 @@ def paired_differences(records, comparisons=COMPARISONS, confidence: float = 0.9
         seeds = sorted(set(first.index) & set(second.index))
         diff = np.array([first[s] - second[s] for s in seeds], dtype=float)
         mean = float(diff.mean()) if len(diff) else math.nan
-        half = _t_half_width(diff, confidence)
+        half = t_half_width(diff, confidence)
         rows.append({"comparison": f"{a} − {b}", "a": a, "b": b, "n": len(seeds),
                      "seeds": tuple(int(s) for s in seeds), "differences": tuple(float(d) for d in diff),
                      "mean": mean, "std": float(diff.std(ddof=1)) if len(diff) > 1 else math.nan,
                      "ci_low": mean - half, "ci_high": mean + half,
                      "same_sign": bool(len(diff) > 1 and (np.all(diff > 0) or np.all(diff < 0))),
-                     "excludes_zero": bool(len(diff) > 1 and (mean - half > 0 or mean + half < 0))})
-    return pd.DataFrame(rows, columns=["comparison", "a", "b", "n", "seeds", "differences", "mean", "std",
-                                       "ci_low", "ci_high", "same_sign", "excludes_zero"])
+                     "excludes_zero": bool(len(diff) > 1 and (mean - half > 0 or mean + half < 0)),
+                     "p_value": paired_p_value(diff)})
+    table = pd.DataFrame(rows, columns=["comparison", "a", "b", "n", "seeds", "differences", "mean", "std",
+                                        "ci_low", "ci_high", "same_sign", "excludes_zero", "p_value"])
+    table["holds_after_holm"] = holm(table["p_value"], 1 - confidence) & table["excludes_zero"]
+    return table
 
 
 def verdict(row, complete_at: int = 3) -> str:
@@ -264,7 +263,8 @@ def verdict(row, complete_at: int = 3) -> str:
 
     It states the mean difference, its interval and n, and only what they show: a difference when the
     interval excludes 0, "no difference shown" (not "equal") when it does not, and that the evidence
-    is incomplete below ``complete_at`` seeds.
+    is incomplete below ``complete_at`` seeds. Where ``row`` has ``holds_after_holm`` (from
+    :func:`paired_differences`), a difference that does not survive the family's correction says so.
 
     Examples
     --------
@@ -286,9 +286,12 @@ def verdict(row, complete_at: int = 3) -> str:
     if row["excludes_zero"]:  # stated as better minus worse, so the interval's sign matches the sentence
         better, worse, low, high = ((a, b, row["ci_low"], row["ci_high"]) if mean > 0
                                     else (b, a, -row["ci_high"], -row["ci_low"]))
+        family = ("" if row.get("holds_after_holm", True) else " Taken with the other comparisons made "
+                  "alongside it, it does not hold after Holm's correction (p = "
+                  f"{row['p_value']:.3f}), so it may be one of the chance differences that many comparisons bring.")
         return (f"{better} is more accurate than {worse} by {abs(mean):.1f} points "
                 f"(95 % interval of {better} − {worse}: "
-                f"{low:+.1f} to {high:+.1f}, n = {n} seeds).{incomplete}")
+                f"{low:+.1f} to {high:+.1f}, n = {n} seeds).{family}{incomplete}")
     return (f"{a} vs {b}: {mean:+.1f} points, {interval} (n = {n} seeds): it includes 0, so these runs show no "
             f"difference either way (which is not the same as showing none exists).{incomplete}")
 
@@ -342,9 +345,8 @@ def describe(records) -> str:
 def training_cost(records, ranking: str = "PLS-FA") -> pd.DataFrame:
     """Table 5 from the records: per seed, each CDP mode's training time against a ranking pipeline's.
 
-    A CDP run's time is its one training (``wall_time_s``; planning takes seconds and is not in the
-    record). The ranking run's stages give the baseline's training, the scoring and pruning of every
-    iteration, and the fine-tune(s); their sum is its ``wall_time_s``.
+    A CDP run's time is its one training (``wall_time_s``; planning takes seconds, not recorded). The
+    ranking run's stages (baseline training, scoring and pruning, fine-tunes) sum to its ``wall_time_s``.
 
     Returns
     -------
@@ -360,8 +362,8 @@ def training_cost(records, ranking: str = "PLS-FA") -> pd.DataFrame:
         stages = run["stages"] if isinstance(run.get("stages"), list) else []
         part = (lambda key, train: float(sum(s[key] for s in stages if (s["kind"] == "train") == train)))
         row = {"seed": int(run["seed"]), "baseline_s": part("train_time_s", True),
-               "score_s": part("score_time_s", False),
-               "prune_s": part("prune_time_s", False), "finetune_s": part("train_time_s", False),
+               "score_s": part("score_time_s", False), "prune_s": part("prune_time_s", False),
+               "finetune_s": part("train_time_s", False),
                "pipeline_s": float(run["wall_time_s"])}
         for mode in _MODE_QUANTITY:
             mine = frame[(frame["arm"] == f"CDP-{mode}") & (frame["seed"] == run["seed"])]
