@@ -215,3 +215,24 @@ def test_the_committed_summary_is_the_summary_of_the_committed_evidence():
                                           "the command)")
     assert list(committed["seeds"]) == list(fresh["seeds"])
     assert committed["accuracy_mean"].to_numpy() == pytest.approx(fresh["accuracy_mean"].to_numpy())
+
+
+def test_what_the_readmes_say_the_committed_evidence_shows_is_what_it_shows(monkeypatch):
+    """README.md and data/results/evidence/README.md summarise notebooks 04's and 05's verdicts: keep them true."""
+    from pathlib import Path
+
+    monkeypatch.delenv("CDP_EVIDENCE_FILE", raising=False)
+    records = load_evidence()
+    assert completeness(records).endswith(": complete")  # "all 30 runs have finished"
+    modes = paired_differences(records, [("CDP-PA", "uniform-PA"), ("CDP-FA", "uniform-FA"), ("CDP-MA", "uniform-MA"),
+                                         ("CDP-PA", "baseline"), ("CDP-FA", "baseline"), ("CDP-MA", "baseline")])
+    methods = paired_differences(records, [("CDP-FA", "uniform-FA"), ("CDP-FA", "L1-FA"), ("CDP-FA", "random-FA"),
+                                           ("CDP-FA", "PLS-FA"), ("L1-FA", "random-FA"), ("PLS-FA", "L1-FA")])
+    shown = {row.comparison: (row.excludes_zero, row.holds_after_holm) for row in modes.itertuples()}
+    shown.update({f"{row.comparison} (05)": (row.excludes_zero, row.holds_after_holm) for row in methods.itertuples()})
+    assert shown["CDP-FA − uniform-FA"] == (False, False) and shown["CDP-PA − uniform-PA"] == (False, False)
+    assert shown["CDP-MA − uniform-MA"] == (True, False) and shown["CDP-FA − baseline"] == (True, True)
+    assert shown["CDP-FA − L1-FA (05)"] == shown["CDP-FA − random-FA (05)"] == (True, False)
+    assert shown["CDP-FA − PLS-FA (05)"] == (False, False)
+    readme = Path(__file__).resolve().parents[1] / "README.md"
+    assert "all 30 runs have finished" in readme.read_text(encoding="utf-8")
