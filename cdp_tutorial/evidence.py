@@ -7,9 +7,8 @@ x0.25 width, 10 epochs, seeds 0, 1, 2). Each run is one *arm* (a method at a mod
 conclusions from these records, not from their own few-minute runs, through four functions:
 
 * :func:`arm_table`: mean ± std of the test accuracy per arm, with n and a 95 % t-interval of the mean;
-* :func:`paired_differences`: arm A minus arm B seed by seed, the mean and its 95 % t-interval, whether
-  it holds after Holm's correction over the comparisons asked together (:mod:`cdp_tutorial.stats`),
-  and :func:`verdict`, the sentence that states it, whichever way the numbers fall;
+* :func:`paired_differences`: A minus B seed by seed, the mean, its 95 % t-interval and p-value, whether it holds
+  after Holm's correction over the comparisons asked together (:mod:`cdp_tutorial.stats`), and :func:`verdict`;
 * :func:`training_cost`: the paper's Table 5 from the recorded times; :func:`plot_evidence`: the figure.
 
 Everything works with however many seeds have finished; :func:`completeness` says how many, and
@@ -28,7 +27,7 @@ import pandas as pd
 
 from cdp_tutorial.checks import check_fraction
 from cdp_tutorial.results import BASELINE
-from cdp_tutorial.stats import holm, paired_p_value, t_half_width
+from cdp_tutorial.stats import holm, holm_thresholds, paired_summary, t_half_width
 from cdp_tutorial.store import RecordStore
 
 #: Where the evidence sweep's records are committed (shipped with the package; see setup.py).
@@ -190,9 +189,8 @@ def _reduction(runs) -> float:
 def paired_differences(records, comparisons=COMPARISONS, confidence: float = 0.95) -> pd.DataFrame:
     """Accuracy of arm A minus arm B, seed by seed, with the mean difference and its t-interval.
 
-    Pairing by seed removes what the two runs of a seed share (the data order; the initial weights
-    too when both arms train the same architecture) from the comparison, so the interval is that of
-    the mean of the per-seed differences: mean ± t(confidence, n - 1) x std / sqrt(n).
+    Pairing by seed removes what a seed's two runs share (the data order; the initial weights too for one architecture),
+    so the interval is that of the mean of the per-seed differences: mean ± t(confidence, n - 1) x std / sqrt(n).
 
     Parameters
     ----------
@@ -210,8 +208,9 @@ def paired_differences(records, comparisons=COMPARISONS, confidence: float = 0.9
         ``differences`` (points, per seed), ``mean``, ``std``, ``ci_low``, ``ci_high`` (NaN for
         n < 2), ``same_sign`` (n >= 2 and every seed's difference has the mean's sign, none zero) and
         ``excludes_zero`` (the interval lies on one side of 0; False for n < 2), ``p_value`` (paired
-        t-test) and ``holds_after_holm``: the difference holds with the comparisons of this call as one
-        family, at family-wise ``1 - confidence`` (:func:`cdp_tutorial.stats.holm`).
+        t-test), ``family_size`` (the comparisons of this call with a p-value: one family),
+        ``holm_threshold`` (what Holm's step compares this p with) and ``holds_after_holm``: the
+        difference holds for the family at family-wise ``1 - confidence`` (:mod:`cdp_tutorial.stats`).
 
     Raises
     ------
@@ -242,18 +241,14 @@ def paired_differences(records, comparisons=COMPARISONS, confidence: float = 0.9
                                  f"'CDP-FA', 'uniform-PA', 'L1-FA' or 'baseline'")
         first, second = by_arm.get(a, pd.Series(dtype=float)), by_arm.get(b, pd.Series(dtype=float))
         seeds = sorted(set(first.index) & set(second.index))
-        diff = np.array([first[s] - second[s] for s in seeds], dtype=float)
-        mean = float(diff.mean()) if len(diff) else math.nan
-        half = t_half_width(diff, confidence)
+        diff = [float(first[s] - second[s]) for s in seeds]
         rows.append({"comparison": f"{a} − {b}", "a": a, "b": b, "n": len(seeds),
-                     "seeds": tuple(int(s) for s in seeds), "differences": tuple(float(d) for d in diff),
-                     "mean": mean, "std": float(diff.std(ddof=1)) if len(diff) > 1 else math.nan,
-                     "ci_low": mean - half, "ci_high": mean + half,
-                     "same_sign": bool(len(diff) > 1 and (np.all(diff > 0) or np.all(diff < 0))),
-                     "excludes_zero": bool(len(diff) > 1 and (mean - half > 0 or mean + half < 0)),
-                     "p_value": paired_p_value(diff)})
+                     "seeds": tuple(int(s) for s in seeds), "differences": tuple(diff),
+                     **paired_summary(diff, confidence)})
     table = pd.DataFrame(rows, columns=["comparison", "a", "b", "n", "seeds", "differences", "mean", "std",
                                         "ci_low", "ci_high", "same_sign", "excludes_zero", "p_value"])
+    table["family_size"] = int(table["p_value"].notna().sum())
+    table["holm_threshold"] = holm_thresholds(table["p_value"], 1 - confidence)
     table["holds_after_holm"] = holm(table["p_value"], 1 - confidence) & table["excludes_zero"]
     return table
 
@@ -261,18 +256,18 @@ def paired_differences(records, comparisons=COMPARISONS, confidence: float = 0.9
 def verdict(row, complete_at: int = 3) -> str:
     """The sentence a notebook prints for one row of :func:`paired_differences`, whichever way it falls.
 
-    It states the mean difference, its interval and n, and only what they show: a difference when the
-    interval excludes 0, "no difference shown" (not "equal") when it does not, and that the evidence
-    is incomplete below ``complete_at`` seeds. Where ``row`` has ``holds_after_holm`` (from
-    :func:`paired_differences`), a difference that does not survive the family's correction says so.
+    It states the mean difference, its interval and n, and only what they show: a difference when the interval
+    excludes 0, "no difference shown" (not "equal") when it does not, and that the evidence is incomplete below
+    ``complete_at`` seeds. In a family (``family_size`` > 1) it says whether a difference holds after Holm's
+    correction; one that does not is stated by that status first, not as a finding.
 
     Examples
     --------
     >>> row = dict(a="CDP-FA", b="uniform-FA", n=3, mean=2.0, ci_low=0.5, ci_high=3.5, excludes_zero=True)
     >>> verdict(row)
     'CDP-FA is more accurate than uniform-FA by 2.0 points (95 % interval of CDP-FA − uniform-FA: +0.5 to +3.5, n = 3 seeds).'
-    >>> verdict({**row, "ci_low": -0.5, "excludes_zero": False})
-    'CDP-FA vs uniform-FA: +2.0 points, 95 % interval -0.5 to +3.5 (n = 3 seeds): it includes 0, so these runs show no difference either way (which is not the same as showing none exists).'
+    >>> print(verdict({**row, "family_size": 6, "p_value": 0.011, "holm_threshold": 0.01, "holds_after_holm": False}))
+    CDP-FA − uniform-FA: +2.0 points, 95 % interval +0.5 to +3.5 (n = 3 seeds); it excludes 0 on its own but not after Holm's correction over the 6 comparisons made together (p = 0.011; Holm's threshold for it 0.010): not shown for the family, undecided at n = 3 (more seeds would settle it).
     """
     a, b, n, mean = row["a"], row["b"], int(row["n"]), row["mean"]
     if n == 0:
@@ -283,15 +278,18 @@ def verdict(row, complete_at: int = 3) -> str:
         return (f"{a} vs {b}: {mean:+.1f} points in the one seed that has both runs; one seed gives no "
                 f"interval, so this says nothing about which is more accurate.{incomplete}")
     interval = f"95 % interval {row['ci_low']:+.1f} to {row['ci_high']:+.1f}"
+    family = int(row.get("family_size", 1) or 1)
+    holm_text = f"Holm's correction over the {family} comparisons made together (p = {row.get('p_value', math.nan):.3f}"
+    if row["excludes_zero"] and family > 1 and not row.get("holds_after_holm", True):
+        return (f"{a} − {b}: {mean:+.1f} points, {interval} (n = {n} seeds); it excludes 0 on its own but not after "
+                f"{holm_text}; Holm's threshold for it {row['holm_threshold']:.3f}): not shown for the family, "
+                f"undecided at n = {n} (more seeds would settle it).{incomplete}")
     if row["excludes_zero"]:  # stated as better minus worse, so the interval's sign matches the sentence
         better, worse, low, high = ((a, b, row["ci_low"], row["ci_high"]) if mean > 0
                                     else (b, a, -row["ci_high"], -row["ci_low"]))
-        family = ("" if row.get("holds_after_holm", True) else " Taken with the other comparisons made "
-                  "alongside it, it does not hold after Holm's correction (p = "
-                  f"{row['p_value']:.3f}), so it may be one of the chance differences that many comparisons bring.")
-        return (f"{better} is more accurate than {worse} by {abs(mean):.1f} points "
-                f"(95 % interval of {better} − {worse}: "
-                f"{low:+.1f} to {high:+.1f}, n = {n} seeds).{family}{incomplete}")
+        held = f"; it holds after {holm_text})" if family > 1 else ""
+        return (f"{better} is more accurate than {worse} by {abs(mean):.1f} points (95 % interval of {better} − "
+                f"{worse}: {low:+.1f} to {high:+.1f}, n = {n} seeds){held}.{incomplete}")
     return (f"{a} vs {b}: {mean:+.1f} points, {interval} (n = {n} seeds): it includes 0, so these runs show no "
             f"difference either way (which is not the same as showing none exists).{incomplete}")
 
@@ -327,7 +325,7 @@ def describe(records) -> str:
     >>> print(describe([dict(key="b0", method="cdp", mode="baseline", seed=0, test_accuracy=0.9, model="vgg16",
     ...                      width_multiplier=0.25, epochs=10, recipe="modern", batch_size=128,
     ...                      dataset_description="Fashion-MNIST: 20,000/10,000 images", images_per_second=300.0)]))
-    vgg16 trained at x0.25 width, 10 epochs, modern recipe, batch 128; Fashion-MNIST: 20,000/10,000 images; seeds [0]; baseline trained at 300 images/s (median over seeds; the machine: data/results/evidence/README.md); not the paper's protocol
+    vgg16 trained at x0.25 width, 10 epochs, modern recipe, batch 128; Fashion-MNIST: 20,000/10,000 images; training seeds 0; baseline trained at 300 images/s (median over seeds; the machine: data/results/evidence/README.md); not the paper's protocol
     """
     frame = _frame(records)
     if frame.empty:
@@ -337,9 +335,10 @@ def describe(records) -> str:
     base = frame.loc[frame["arm"] == BASELINE].get("images_per_second", pd.Series(dtype=float)).dropna()
     speed = (f"; baseline trained at {base.median():.0f} images/s (median over seeds; the machine: "
              "data/results/evidence/README.md)") if len(base) else ""
+    data = str(get("dataset_description")).replace("subset, seed ", "subset drawn with seed ")  # not the training seed
     return (f"{get('model')} trained at x{float(get('width_multiplier', 1.0)):g} width, {get('epochs')} epochs, "
-            f"{get('recipe')} recipe, batch {get('batch_size')}; {get('dataset_description')}; "
-            f"seeds {sorted(int(s) for s in frame['seed'].unique())}{speed}; not the paper's protocol")
+            f"{get('recipe')} recipe, batch {get('batch_size')}; {data}; training seeds "
+            f"{', '.join(map(str, sorted(frame['seed'].astype(int).unique())))}{speed}; not the paper's protocol")
 
 
 def training_cost(records, ranking: str = "PLS-FA") -> pd.DataFrame:
@@ -392,8 +391,8 @@ def plot_evidence(records, comparisons=COMPARISONS, arms=None, confidence: float
     by_arm = {arm: runs for arm, runs in frame.groupby("arm")}
     panels = [[(f"{r.arm}\nn = {r.n}", tuple(by_arm[r.arm]["seed"]), tuple(by_arm[r.arm]["accuracy_pct"]),
                 r.accuracy_mean, r.ci_low, r.ci_high) for r in table.itertuples()],
-              [(f"{r.a}\n−\n{r.b}\nn = {r.n}", r.seeds, r.differences, r.mean, r.ci_low, r.ci_high)
-               for r in pairs.itertuples()]]
+              [(f"{r.a}\n−\n{r.b}\nn = {r.n}" + "\nholds (Holm)" * bool(r.holds_after_holm), r.seeds, r.differences,
+                r.mean, r.ci_low, r.ci_high) for r in pairs.itertuples()]]
     width = max(12.0, 0.95 * (len(panels[0]) + len(panels[1])) + 2.5)  # room for every label
     fig, axes = plt.subplots(1, 2, figsize=(width, 4.4), gridspec_kw={"width_ratios": [len(p) + 1 for p in panels]})
     for ax, groups in zip(axes, panels):
@@ -412,7 +411,8 @@ def plot_evidence(records, comparisons=COMPARISONS, arms=None, confidence: float
     axes[1].set(ylabel="A − B, paired by seed (points)", title="paired differences")
     handles = [plt.Line2D([], [], marker="o", ls="", color=c, label=f"seed {s}") for s, c in colours.items()]
     handles += [plt.Line2D([], [], color="black", lw=2, label="mean"),
-                plt.Line2D([], [], color="black", lw=1, label=f"{confidence:.0%} t-interval of the mean (n ≥ 2)")]
+                plt.Line2D([], [], color="black", lw=1, label=f"{confidence:.0%} t-interval of the mean (n ≥ 2),\n"
+                           "unadjusted; 'holds (Holm)': survives\nHolm's correction over the panel")]
     axes[1].legend(handles=handles, fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     if title:
         fig.suptitle(textwrap.fill(title, 160), fontsize=8)

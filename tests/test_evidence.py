@@ -148,7 +148,7 @@ def test_describe_labels_data_model_epochs_seeds_and_speed():
                for s, v in [(0, 300.0), (1, 320.0), (2, 340.0)]]
     text = describe(records)
     assert text.startswith("vgg16 trained at x0.25 width, 10 epochs, modern recipe, batch 128")
-    assert "seeds [0, 1, 2]" in text and "320 images/s" in text and text.endswith("not the paper's protocol")
+    assert "training seeds 0, 1, 2" in text and "320 images/s" in text and text.endswith("not the paper's protocol")
 
 
 def test_the_figure_has_a_point_per_seed_and_says_n():

@@ -5,7 +5,7 @@ import pytest
 from scipy import stats as scipy_stats
 
 from cdp_tutorial import evidence
-from cdp_tutorial.stats import holm, paired_p_value, t_half_width
+from cdp_tutorial.stats import holm, holm_bar, holm_thresholds, paired_p_value, t_half_width
 
 
 def test_the_paired_p_value_and_half_width_are_the_one_sample_t_tests():
@@ -45,4 +45,35 @@ def test_a_difference_that_does_not_survive_the_family_says_so():
     assert "Holm" not in evidence.verdict(alone)
     assert together.excludes_zero and together.p_value == alone.p_value
     assert not together.holds_after_holm  # 0.026 > 0.05 / 3: one of three questions
-    assert "does not hold after Holm's correction (p = 0.026)" in evidence.verdict(together)
+    assert together.family_size == 3 and together.holm_threshold == pytest.approx(0.05 / 3)
+    said = evidence.verdict(together)
+    assert said.startswith("L1-FA − CDP-FA: +0.7 points")  # the status leads, not "L1-FA is more accurate"
+    assert "more accurate" not in said
+    assert ("it excludes 0 on its own but not after Holm's correction over the 3 comparisons made together "
+            "(p = 0.026; Holm's threshold for it 0.017): not shown for the family, undecided at n = 3") in said
+
+
+def test_a_difference_that_holds_for_the_family_says_so_with_its_p_value():
+    rows = [dict(key=f"{me}{s}", method=me, mode="FA", seed=s, test_accuracy=a) for me, s, a in
+            [("cdp", 0, 0.800), ("cdp", 1, 0.810), ("cdp", 2, 0.820),
+             ("l1", 0, 0.810), ("l1", 1, 0.8205), ("l1", 2, 0.8295),       # +1.0, +1.05, +0.95: p = 0.0004
+             ("random", 0, 0.790), ("random", 1, 0.812), ("random", 2, 0.820)]]
+    both = evidence.paired_differences(rows, [("L1-FA", "CDP-FA"), ("random-FA", "CDP-FA")])
+    held = both.iloc[0]
+    assert held.holds_after_holm and held.holm_threshold == pytest.approx(0.025)  # the smaller p: 0.05 / 2
+    said = evidence.verdict(held)
+    assert said.startswith("L1-FA is more accurate than CDP-FA by 1.0 points")
+    assert f"holds after Holm's correction over the 2 comparisons made together (p = {held.p_value:.3f})" in said
+
+
+def test_holm_thresholds_and_the_bar_a_difference_must_clear_with_three_seeds():
+    assert holm_thresholds([0.011, 0.002, 0.3, 0.5, 0.07, 0.2]).tolist() == pytest.approx(
+        [0.05 / 5, 0.05 / 6, 0.05 / 2, 0.05, 0.05 / 4, 0.05 / 3])
+    # a mean difference of b standard deviations of its 3 per-seed differences has t = b * sqrt(3)
+    for family, rank in [(1, 1), (6, 1), (6, 2)]:
+        bar = holm_bar(3, family, rank)
+        just_over = paired_p_value(np.array([-1.0, 0.0, 1.0]) + 1.001 * bar)  # std 1, mean just over the bar
+        assert just_over < 0.05 / (family - rank + 1) < paired_p_value(np.array([-1.0, 0.0, 1.0]) + 0.999 * bar)
+    assert 6.2 < holm_bar(3, 6) < 6.4 and 2.4 < holm_bar(3, 1) < 2.5
+    with pytest.raises(ValueError, match="rank"):
+        holm_bar(3, 6, rank=7)
