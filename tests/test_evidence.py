@@ -7,6 +7,7 @@ evidence and check what any state of the sweep must satisfy (no number of the re
 written here).
 """
 
+import json
 import math
 
 import matplotlib
@@ -164,6 +165,16 @@ def test_the_figure_has_a_point_per_seed_and_says_n():
     assert [t.get_text() for t in alone.axes[1].texts] == ["no comparison has a seed\nwith both of its runs yet"]
 
 
+def test_the_figure_marks_the_differences_that_hold_after_holm():
+    records = ([run("cdp", "FA", s, a) for s, a in [(0, 0.800), (1, 0.810), (2, 0.820)]]
+               + [run("l1", "FA", s, a) for s, a in [(0, 0.810), (1, 0.8205), (2, 0.8295)]]     # +1.0, +1.05, +0.95
+               + [run("random", "FA", s, a) for s, a in [(0, 0.790), (1, 0.812), (2, 0.820)]])  # -1, +0.2, 0
+    fig = plot_evidence(records, comparisons=[("L1-FA", "CDP-FA"), ("random-FA", "CDP-FA")])
+    assert [t.get_text() for t in fig.axes[1].get_xticklabels()] == [
+        "L1-FA\n−\nCDP-FA\nn = 3\nholds (Holm)", "random-FA\n−\nCDP-FA\nn = 3"]
+    assert "unadjusted" in " ".join(t.get_text() for t in fig.axes[1].get_legend().get_texts())
+
+
 def test_bad_input_is_refused_with_what_was_wrong(store, tmp_path):
     with pytest.raises(FileNotFoundError, match="python scripts/evidence_sweep.py"):
         load_evidence(tmp_path / "nowhere.jsonl")
@@ -236,3 +247,23 @@ def test_what_the_readmes_say_the_committed_evidence_shows_is_what_it_shows(monk
     assert shown["CDP-FA − PLS-FA (05)"] == (False, False)
     readme = Path(__file__).resolve().parents[1] / "README.md"
     assert "all 30 runs have finished" in readme.read_text(encoding="utf-8")
+    # the numbers both READMEs and the notebooks' recaps quote
+    ma, l1, rand = modes.iloc[2], methods.iloc[1], methods.iloc[2]
+    assert (f"{ma.p_value:.3f}", f"{ma.holm_threshold:.3f}") == ("0.011", "0.010")  # missed by a hair
+    assert (f"{l1.p_value:.3f}", f"{rand.p_value:.3f}") == ("0.011", "0.014")
+    assert (f"{l1.holm_threshold:.3f}", f"{rand.holm_threshold:.3f}") == ("0.008", "0.010")
+    assert f"{modes.iloc[4].p_value:.3f}" == "0.002"
+    # ... and the family matters: CDP-FA against each other method alone keeps both, as the evidence README says
+    alone = paired_differences(records, [pair for pair in COMPARISONS[3:6]] + [("CDP-FA", "uniform-FA")])
+    assert alone.holds_after_holm.tolist() == [True, True, False, False]
+    macs = records.groupby("arm").trained_macs.mean()
+    ratio = {mode: macs[f"CDP-{mode}"] / macs[f"uniform-{mode}"] for mode in ("PA", "FA", "MA")}
+    assert (f"{ratio['PA']:.2f}", f"{ratio['FA']:.2f}", f"{ratio['MA']:.2f}") == ("2.06", "0.98", "1.92")
+    notebooks = Path(__file__).resolve().parents[1] / "notebooks"
+    recaps = {name: next("".join(c["source"]) for c in json.loads((notebooks / name).read_text(encoding="utf-8"))["cells"]
+                         if "".join(c["source"]).startswith("## Recap"))
+              for name in ("04_training_pruned_models.ipynb", "05_baselines_and_training_cost.ipynb")}
+    assert ("no CDP-vs-uniform difference holds after Holm's correction. CDP-MA's +0.8 points over uniform-MA excludes "
+            "0 on its own (p = 0.011, its Holm threshold 0.010)") in recaps["04_training_pruned_models.ipynb"]
+    assert ("no method difference holds after Holm's correction over the notebook's six comparisons. L1 and random were "
+            "about 1 point above CDP-FA (p = 0.011 and 0.014)") in recaps["05_baselines_and_training_cost.ipynb"]
