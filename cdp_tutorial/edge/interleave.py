@@ -37,6 +37,7 @@ import numpy as np
 
 from cdp_tutorial.checks import check_choice, check_fraction, check_int, check_seed
 from cdp_tutorial.edge.measure import LatencyStats, check_warmup, time_calls
+from cdp_tutorial.stats import t_half_width  # scipy is imported only when an interval is computed
 
 __all__ = ["BackToBack", "RatioInterval", "family_confidence", "paired_interval", "ratio_interval",
            "time_back_to_back"]
@@ -172,8 +173,6 @@ def ratio_interval(ratios, *, confidence: float = 0.95) -> RatioInterval:
     >>> ratio_interval([0.64, 0.79, 0.83]).excludes(1.0)  # below 1 in every round, yet not told apart
     False
     """
-    from scipy import stats  # only here: importing the edge package stays light
-
     confidence = check_fraction(confidence, "confidence")
     ratios = np.asarray(ratios, dtype=float).ravel()
     if len(ratios) < 2:
@@ -183,7 +182,7 @@ def ratio_interval(ratios, *, confidence: float = 0.95) -> RatioInterval:
         raise ValueError(f"ratios must be finite positive numbers (times over times), got {ratios.tolist()}")
     logs = np.log(ratios)
     centre = logs.mean()
-    half = stats.t.ppf((1 + confidence) / 2, len(logs) - 1) * logs.std(ddof=1) / np.sqrt(len(logs))
+    half = t_half_width(logs, confidence)
     return RatioInterval(estimate=float(np.exp(centre)), low=float(np.exp(centre - half)),
                          high=float(np.exp(centre + half)), rounds=len(logs), confidence=confidence)
 
