@@ -76,10 +76,19 @@ def test_scores_must_match_the_model():
         plan_by_ranking(model, {"conv1": np.ones(5), "conv2": np.ones(12), "conv3": np.ones(16)}, fraction=0.5)
 
 
-def test_pipeline_meets_the_budget_records_every_stage_and_resumes(tmp_path, data):
+PLS_PIPELINE = dict(criterion="pls", mode="FA", target=0.5, iterations=2, epochs=1, batch_size=64, samples=200)
+
+
+@pytest.fixture(scope="module")
+def pls_pipeline(tmp_path_factory, data):
+    """``(result, run_dir)``: one PLS pipeline (train, then two prune+fine-tune rounds), shared read-only."""
+    run_dir = tmp_path_factory.mktemp("pls-pipeline")
     keras.utils.set_random_seed(0)
-    result = train_prune_finetune(tiny_cnn(), data, criterion="pls", mode="FA", target=0.5, iterations=2,
-                                  epochs=1, batch_size=64, run_dir=tmp_path, samples=200)
+    return train_prune_finetune(tiny_cnn(), data, run_dir=run_dir, **PLS_PIPELINE), run_dir
+
+
+def test_pipeline_meets_the_budget_records_every_stage_and_resumes(pls_pipeline, data):
+    result, run_dir = pls_pipeline
     assert [s["kind"] for s in result.stages] == ["train", "prune+fine-tune", "prune+fine-tune"]
     base_macs = result.stages[0]["macs"]
     assert result.stages[1]["macs"] <= 0.5 ** 0.5 * base_macs < result.stages[0]["macs"]
@@ -87,15 +96,14 @@ def test_pipeline_meets_the_budget_records_every_stage_and_resumes(tmp_path, dat
     assert profile(result.model).totals.macs == result.stages[2]["macs"]
     assert result.wall_time_s == pytest.approx(sum(s["wall_time_s"] for s in result.stages))
     assert all(s["train_time_s"] > 0 for s in result.stages)
-    saved = json.loads((tmp_path / "stage2.json").read_text())
+    saved = json.loads((run_dir / "stage2.json").read_text())
     assert saved["plan"]["method"] == "pls" and saved["pruned_accuracy"] == result.stages[2]["pruned_accuracy"]
     # the fine-tunes train at a tenth of the recipe's learning rate, without warm-up
-    tuned = json.loads((tmp_path / "stage1-finetune" / "config.json").read_text())["recipe"]
+    tuned = json.loads((run_dir / "stage1-finetune" / "config.json").read_text())["recipe"]
     assert tuned["learning_rate"] == pytest.approx(1e-4) and tuned["name"] == "paper-finetune"
     # a second call with the same run folder reads every stage back: same model, same numbers, no training
     keras.utils.set_random_seed(0)
-    again = train_prune_finetune(tiny_cnn(), data, criterion="pls", mode="FA", target=0.5, iterations=2,
-                                 epochs=1, batch_size=64, run_dir=tmp_path, samples=200)
+    again = train_prune_finetune(tiny_cnn(), data, run_dir=run_dir, **PLS_PIPELINE)
     assert again.stages == result.stages
     np.testing.assert_array_equal(again.model.get_layer("conv3").kernel.numpy(),
                                   result.model.get_layer("conv3").kernel.numpy())
@@ -139,23 +147,20 @@ def test_the_papers_schedule_prunes_k_times_then_fine_tunes_once(tmp_path, data)
     assert sorted(p.name for p in tmp_path.glob("stage*-*")) == ["stage0-train", "stage2-finetune"]
 
 
-def test_a_run_folder_is_never_reused_for_another_pipeline(tmp_path, data):
+def test_a_run_folder_is_never_reused_for_another_pipeline(pls_pipeline, data):
     """Asking for another target or criterion in the same folder is refused, naming what differs."""
+    _, run_dir = pls_pipeline
+    files = sorted((p.relative_to(run_dir), p.stat().st_mtime_ns) for p in run_dir.rglob("*"))
     keras.utils.set_random_seed(0)
-    first = train_prune_finetune(tiny_cnn(), data, criterion="l1", scope="per_layer", mode="FA", target=0.5,
-                                 epochs=1, batch_size=64, run_dir=tmp_path)
-    assert first.stages[1]["macs"] <= 0.5 * first.stages[0]["macs"]
-    keras.utils.set_random_seed(0)
-    with pytest.raises(ValueError, match=r"(?s)another pipeline.*criterion: \"l1\" \(stored\) vs \"random\".*target"):
+    with pytest.raises(ValueError, match=r"(?s)another pipeline.*criterion: \"pls\" \(stored\) vs \"random\".*target"):
         train_prune_finetune(tiny_cnn(), data, criterion="random", scope="per_layer", mode="FA", target=0.2,
-                             epochs=1, batch_size=64, run_dir=tmp_path)
+                             epochs=1, batch_size=64, run_dir=run_dir)
+    assert sorted((p.relative_to(run_dir), p.stat().st_mtime_ns) for p in run_dir.rglob("*")) == files  # untouched
 
 
-def test_stages_say_whether_they_collapsed(tmp_path, data):
+def test_stages_say_whether_they_collapsed(pls_pipeline):
     """A stage at or below twice chance is marked, so a sweep can show it (chance is 10 % here)."""
-    keras.utils.set_random_seed(0)
-    result = train_prune_finetune(tiny_cnn(), data, criterion="l1", scope="per_layer", mode="FA", target=0.5,
-                                  epochs=1, batch_size=64, run_dir=tmp_path)
+    result, _ = pls_pipeline
     for stage in result.stages:
         assert stage["collapsed"] == (stage["test_accuracy"] <= 0.2)
     assert result.collapsed_stages == [s["stage"] for s in result.stages if s["test_accuracy"] <= 0.2]
