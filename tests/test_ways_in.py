@@ -63,54 +63,58 @@ def local_ray():
     ray.shutdown()
 
 
-def test_ray_sweep_records_finished_trials_and_reports_a_failed_one(tmp_path, local_ray):
-    out = tmp_path / "sweep"
-    specs = make_specs("alexnet", ["PA"], [0.5], [0], profile="quick", epochs=1, train_size=200,
-                       test_size=100)
-    # A run the fixture cannot serve (it has 2,000 training images): it fails inside its trial.
-    too_big = dataclasses.replace(specs[1], seed=1, train_size=5000)
-
-    with pytest.raises(TrialsFailed) as failed:
-        run_sweep([*specs, too_big], out, backend="ray", progress=False)
-
-    # the user learns which run failed and why, without a progress bar
-    assert list(failed.value.failures) == [too_big.key]
-    assert "ValueError: train_size=5000 exceeds the 2,000 images available" in str(failed.value)
-    assert too_big.key in str(failed.value)
-    # the two good trials are recorded, once each, by the driver alone (no store in the trials)
-    records = ResultsStore(out).records()
-    assert sorted(r["key"] for r in records) == sorted(s.key for s in specs)
-    assert all(0 <= r["test_accuracy"] <= 1 and r["epochs_trained"] == 1 for r in records)
-    assert list(out.rglob(RESULTS_FILE)) == [out / RESULTS_FILE]
-    assert all((out / "runs" / s.key).is_dir() for s in specs)  # each trial's checkpoints
-
-    # a rerun skips what is finished: no new trial, the store untouched
-    before = (out / RESULTS_FILE).read_bytes()
-    trials_before = sorted(p.name for p in (out / "ray" / "sweep").iterdir())
-    frame = run_sweep(specs, out, backend="ray", progress=False)
-    assert sorted(frame.key) == sorted(s.key for s in specs)
-    assert (out / RESULTS_FILE).read_bytes() == before
-    assert sorted(p.name for p in (out / "ray" / "sweep").iterdir()) == trials_before
-
-
-def test_ray_trains_a_ranking_methods_baseline_first_and_skips_a_run_whose_baseline_failed(tmp_path, local_ray):
-    """The two-pass path: baselines the ranking runs need are trained in a first pass of trials."""
-    out = tmp_path / "ranking"
-    (l1,) = make_specs("alexnet", ["FA"], [0.5], [0], profile="quick", methods=["l1"], baseline=False,
-                       epochs=1, train_size=64, test_size=32, width_multiplier=0.125)
+# One sweep serves every Ray test below: each pass of trials starts worker processes that import
+# TensorFlow (most of the cost), so the sweep has two passes and three trials, no more: an l1 run
+# whose baseline is implied (trained in the first pass), and an orphan l1 run whose implied baseline
+# fails inside its trial (the fixture has 2,000 training images).
+@pytest.fixture(scope="module")
+def ray_sweep(tmp_path_factory, local_ray):
+    """``(out, specs, failed)``: the sweep's folder, its specs by role, the ``TrialsFailed`` it raised."""
+    out = tmp_path_factory.mktemp("ray") / "sweep"
+    tiny = dict(profile="quick", baseline=False, epochs=1, train_size=64, test_size=32, width_multiplier=0.125)
+    (l1,) = make_specs("alexnet", ["FA"], [0.5], [0], methods=["l1"], **tiny)
     orphan = dataclasses.replace(l1, seed=1, train_size=5000)  # its baseline cannot load its data
-
     with pytest.raises(TrialsFailed) as failed:
         run_sweep([l1, orphan], out, backend="ray", progress=False)
+    specs = dict(l1=l1, baseline=baseline_of(l1), orphan=orphan, orphan_baseline=baseline_of(orphan))
+    return out, specs, failed.value
 
-    baseline, orphan_baseline = baseline_of(l1), baseline_of(orphan)
-    assert set(failed.value.failures) == {orphan_baseline.key, orphan.key}
-    assert f"its baseline {orphan_baseline.key} failed" in failed.value.failures[orphan.key]
+
+def test_ray_sweep_names_each_failed_trial_and_why(ray_sweep):
+    _, specs, failed = ray_sweep
+    orphan, orphan_baseline = specs["orphan"], specs["orphan_baseline"]
+    # the user learns which runs failed and why, without a progress bar
+    assert set(failed.failures) == {orphan_baseline.key, orphan.key}
+    assert "ValueError: train_size=5000 exceeds the 2,000 images available" in failed.failures[orphan_baseline.key]
+    assert f"its baseline {orphan_baseline.key} failed" in failed.failures[orphan.key]
+    assert orphan_baseline.key in str(failed) and orphan.key in str(failed)
+
+
+def test_ray_trains_a_ranking_methods_baseline_first_and_the_driver_alone_records_each_run_once(ray_sweep):
+    """The two-pass path: baselines the ranking runs need are trained in a first pass of trials."""
+    out, specs, _ = ray_sweep
+    baseline, l1 = specs["baseline"], specs["l1"]
     records = {r["key"]: r for r in ResultsStore(out).records()}
-    assert set(records) == {baseline.key, l1.key}  # the implied baseline, then the run that prunes it
-    assert records[l1.key]["stages"][0]["test_accuracy"] == records[baseline.key]["test_accuracy"]
-    assert not (out / "runs" / orphan.key).exists()  # never started
+    assert sorted(records) == sorted([baseline.key, l1.key])  # once each: the implied baseline, the run pruning it
+    assert all(0 <= r["test_accuracy"] <= 1 for r in records.values())
+    assert records[baseline.key]["epochs_trained"] == 1
+    assert records[l1.key]["stages"][0]["test_accuracy"] == records[baseline.key]["test_accuracy"]  # it pruned that one
+    assert list(out.rglob(RESULTS_FILE)) == [out / RESULTS_FILE]  # no store in the trials
+    assert all((out / "runs" / key).is_dir() for key in records)  # each trial's checkpoints
+    assert not (out / "runs" / specs["orphan"].key).exists()  # never started
     assert sorted(p.name for p in (out / "ray").iterdir()) == ["baselines", "sweep"]
+
+
+def test_a_ray_sweep_run_again_skips_what_is_finished(ray_sweep, capsys):
+    out, specs, _ = ray_sweep
+    finished = [specs["baseline"], specs["l1"]]
+    before = (out / RESULTS_FILE).read_bytes()
+    trials_before = {name: sorted(p.name for p in (out / "ray" / name).iterdir()) for name in ("baselines", "sweep")}
+    frame = run_sweep(finished, out, backend="ray", progress=False)
+    assert sorted(frame.key) == sorted(s.key for s in finished)
+    assert "2 of 2 runs already finished" in capsys.readouterr().out  # and said so
+    assert (out / RESULTS_FILE).read_bytes() == before  # no new trial, the store untouched
+    assert {name: sorted(p.name for p in (out / "ray" / name).iterdir()) for name in trials_before} == trials_before
 
 
 def readme_section(title: str) -> str:
