@@ -47,13 +47,21 @@ def test_labels_say_whether_a_result_follows_the_paper():
     assert protocol_label(quick).startswith("quick profile (fixture, trained at x0.25 width")
 
 
-def test_sweep_end_to_end_then_rerun_skips(tmp_path, capsys):
+def test_train_one_run_then_a_sweep_around_it_end_to_end_then_rerun_skips(tmp_path, capsys):
     out = tmp_path / "results"
+    # `train` records one run ...
+    assert cli.main(["train", "--model", "alexnet", "--mode", "FA", "--target", "0.5", "--seed", "0",
+                     "--profile", "quick", *TINY, "--out", str(out)]) == 0
+    store = ResultsStore(out)
+    (record,) = store.records()
+    assert record["mode"] == "FA" and record["planned_macs"] <= 0.5 * record["baseline_planned_macs"]
+    capsys.readouterr()
+    # ... and a sweep that lists it finds it, and trains only the other three
     argv = ["sweep", "--model", "alexnet", "--modes", "FA", "--targets", "0.5",
             "--seeds", "0", "1", "--profile", "quick", *TINY, "--out", str(out)]
     assert cli.main(argv) == 0
-    store = ResultsStore(out)
     records = store.records()
+    assert records[0] == record
     assert len(records) == 4 and {r["mode"] for r in records} == {"baseline", "FA"}
     for r in records:
         assert 0 <= r["test_accuracy"] <= 1 and r["epochs_trained"] == 1
@@ -69,6 +77,7 @@ def test_sweep_end_to_end_then_rerun_skips(tmp_path, capsys):
     assert list(table["mode"]) == ["baseline", "FA"] and (table.seeds == 2).all()
     assert table.loc[table["mode"] == "baseline", "accuracy_change_pts"].item() == 0
     printed = capsys.readouterr().out
+    assert "1 of 4 runs already finished" in printed
     assert "± " in printed and "not the paper's protocol" in printed
 
     before = store.path.read_bytes()
@@ -98,15 +107,6 @@ def test_quick_profile_trains_the_plan_at_a_quarter_width(mode):
 def test_width_multiplier_must_be_a_fraction():
     with pytest.raises(ValueError, match="width_multiplier must be > 0 and ≤ 1"):
         make_specs("vgg16", ["PA"], [0.3], [0], profile="quick", width_multiplier=2)
-
-
-def test_train_command_records_one_run(tmp_path, capsys):
-    out = tmp_path / "r"
-    code = cli.main(["train", "--model", "alexnet", "--mode", "FA", "--target", "0.4", "--profile",
-                     "quick", *TINY, "--out", str(out)])
-    assert code == 0
-    (record,) = ResultsStore(out).records()
-    assert record["mode"] == "FA" and record["planned_macs"] <= 0.4 * record["baseline_planned_macs"]
 
 
 def test_side_by_side_puts_the_papers_numbers_next_to_ours():
