@@ -1,6 +1,6 @@
 """Latency-aware pruning: a measured LiteRT latency table, and Algorithm 1's mode LA priced by it.
 
-The table fixture is measured for real on this machine (a tiny two-conv model: seven single-block
+The table fixture is measured for real on this machine (a tiny two-conv model: a dozen single-block
 LiteRT files timed in TensorFlow-free processes, and two whole models for the correction), so
 every test below uses real interpreters; only the lookup-rule test uses hand-written numbers.
 """
@@ -41,7 +41,7 @@ def tiny(name="tiny", kernel=3, width=32):
 
 @pytest.fixture(scope="module")
 def table():
-    return measure_latency_table(tiny(), timing=FAST, out_step=16, in_points=2, calibration=2)
+    return measure_latency_table(tiny(), timing=FAST, out_step=8, in_points=2, calibration=2)
 
 
 def test_blocks_are_a_conv_with_what_litert_fuses_to_it_and_equal_configurations_share_a_key():
@@ -56,9 +56,9 @@ def test_blocks_are_a_conv_with_what_litert_fuses_to_it_and_equal_configurations
 
 def test_a_table_measures_every_block_on_its_width_grid_in_processes_without_tensorflow(table):
     grids = {e.description: (e.in_widths, e.out_widths) for e in table.entries.values()}
-    assert grids == {"Conv2D 3x3 @16x16 + BatchNormalization + ReLU": ([3], [16]),
-                     "Conv2D 3x3 @16x16 + ReLU + MaxPooling2D 2x2": ([8, 16], [16, 32]),
-                     "Dense": ([16, 8 * 8 * 32], [10])}
+    assert grids == {"Conv2D 3x3 @16x16 + BatchNormalization + ReLU": ([3], [8, 16]),
+                     "Conv2D 3x3 @16x16 + ReLU + MaxPooling2D 2x2": ([8, 16], [8, 16, 24, 32]),
+                     "Dense": ([8, 8 * 8 * 32], [10])}
     assert all(np.all(e.ms > 0) for e in table.entries.values())
     assert table.settings["threads"] == 1 and table.settings["litert_timed_with"]
     assert table.settings["timer_imported_tensorflow"] is False  # timed apart from the exporting process
@@ -89,8 +89,8 @@ def test_widths_between_measured_ones_are_interpolated_along_inputs_and_rounded_
 def test_a_pruned_model_is_predicted_from_the_same_table_and_says_how(table):
     narrow = tiny(width=20)
     how = table.breakdown(narrow).set_index("layer").how
-    assert how["conv_b"] == "output 20 rounded up to 32"
-    assert how["head"] == f"input {8 * 8 * 20} interpolated from 16 and {8 * 8 * 32}"
+    assert how["conv_b"] == "output 20 rounded up to 24"
+    assert how["head"] == f"input {8 * 8 * 20} interpolated from 8 and {8 * 8 * 32}"
     assert 0 < table.predict_ms(narrow)
 
 
@@ -182,7 +182,7 @@ def test_a_file_that_is_not_a_table_is_refused(tmp_path):
 
 
 def test_a_partial_table_prices_its_layers_and_combines_with_a_complete_one(table):
-    partial = measure_latency_table(tiny(), timing=FAST, out_step=16, in_points=2, layers=["conv_a"])
+    partial = measure_latency_table(tiny(), timing=FAST, out_step=8, in_points=2, layers=["conv_a"])
     (entry,) = partial.entries.values()
     assert entry.description == "Conv2D 3x3 @16x16 + BatchNormalization + ReLU" and not partial.correction
     with pytest.raises(ValueError, match="does not cover"):
