@@ -136,15 +136,21 @@ def test_docstring_examples_run():
     assert result.attempted > 0 and result.failed == 0
 
 
-def test_the_papers_schedule_prunes_k_times_then_fine_tunes_once(tmp_path, data):
-    """§4.4.1: 'fine-tuning the pruned model after 10 iterations' (here K = 2)."""
+def test_the_papers_schedule_prunes_k_times_then_fine_tunes_once(tmp_path, data, pls_pipeline):
+    """§4.4.1: 'fine-tuning the pruned model after 10 iterations' (here K = 2).
+
+    It prunes the baseline the PLS pipeline trained (``baseline_dir``), as a sweep's methods share theirs.
+    """
+    pls, pls_dir = pls_pipeline
     keras.utils.set_random_seed(0)
     result = train_prune_finetune(tiny_cnn(), data, criterion="l1", scope="per_layer", mode="FA", target=0.5,
-                                  iterations=2, epochs=1, batch_size=64, run_dir=tmp_path, schedule="once")
+                                  iterations=2, epochs=1, batch_size=64, run_dir=tmp_path, schedule="once",
+                                  baseline_dir=pls_dir / "stage0-train")
     assert [s["kind"] for s in result.stages] == ["train", "prune", "prune, then fine-tune"]
+    assert result.stages[0]["test_accuracy"] == pls.stages[0]["test_accuracy"]  # that baseline, not another
     assert result.stages[1]["test_accuracy"] is None and result.stages[1]["epochs"] == 0
     assert result.stages[2]["epochs"] == 1 and result.stages[2]["macs"] <= 0.5 * result.stages[0]["macs"]
-    assert sorted(p.name for p in tmp_path.glob("stage*-*")) == ["stage0-train", "stage2-finetune"]
+    assert sorted(p.name for p in tmp_path.glob("stage*-*")) == ["stage2-finetune"]  # no folder for a bare prune
 
 
 def test_a_run_folder_is_never_reused_for_another_pipeline(pls_pipeline, data):
