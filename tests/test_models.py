@@ -22,9 +22,20 @@ NAMES = list(MODELS)
 
 
 @pytest.fixture(scope="module")
-def full():
-    """Every network at full width with 10 classes, built once for the whole module."""
-    return {name: builder() for name, builder in MODELS.items()}
+def full(cifar_models):
+    """Every network at full width with 10 classes: conftest's, built once per test session."""
+    assert set(cifar_models) == set(MODELS)
+    return cifar_models
+
+
+@pytest.fixture(scope="module")
+def quarter():
+    """Every network at a quarter of its width, built once for the tests that only read it.
+
+    Building a network costs about a second per hundred layers (ResNet-50 has 175), so the tests that
+    compare a shrunk network with its unshrunk self share this one instead of building their own.
+    """
+    return {name: build_model(name, width_multiplier=0.25) for name in NAMES}
 
 
 def conv2d_layers(model):
@@ -60,7 +71,8 @@ def macs(model):
 @pytest.mark.parametrize("name", NAMES)
 @pytest.mark.parametrize("num_classes", [10, 100])
 def test_builds_and_predicts(full, name, num_classes):
-    model = full[name] if num_classes == 10 else build_model(name, num_classes=num_classes)
+    # num_classes changes only the head: the 100-class network is built at a quarter width (faster)
+    model = full[name] if num_classes == 10 else build_model(name, num_classes=num_classes, width_multiplier=0.25)
     x = np.random.default_rng(0).random((2, 32, 32, 3), dtype=np.float32)
     y = keras.ops.convert_to_numpy(model(x, training=False))
     assert model.name == name
@@ -196,16 +208,15 @@ def test_alexnet_width_override():
     assert model.get_layer("fc1").kernel.shape == (4 * 4 * 128, 1024)
 
 
-def test_resnet50_width_override_inside_a_block():
-    model = resnet50(widths={"conv3_block2_1_conv": 50})
+def test_resnet50_width_override_inside_a_block_and_tied_widths_changing_together():
+    # one full-width ResNet-50 for both kinds of override (each build takes a second or two)
+    stage = ["conv2_block1_0_conv"] + [f"conv2_block{b}_3_conv" for b in (1, 2, 3)]
+    model = resnet50(widths={"conv3_block2_1_conv": 50, **{name: 128 for name in stage}})
+    # inside a block: the conv and the next conv's input change, the next conv's width does not
     assert model.get_layer("conv3_block2_1_conv").filters == 50
     assert in_channels(model, "conv3_block2_2_conv") == 50
     assert model.get_layer("conv3_block2_2_conv").filters == 128
-
-
-def test_resnet50_tied_widths_change_together():
-    stage = ["conv2_block1_0_conv"] + [f"conv2_block{b}_3_conv" for b in (1, 2, 3)]
-    model = resnet50(widths={name: 128 for name in stage})
+    # tied: the layers feeding stage 2's Adds change together, and so does what reads the stage
     assert model.get_layer("conv2_block3_out").output.shape[-1] == 128
     assert in_channels(model, "conv3_block1_0_conv") == 128
 
@@ -242,8 +253,8 @@ def conv_names(model):
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_dropping_blocks_removes_only_their_layers_and_keeps_the_other_names(name):
-    full_model = build_model(name, width_multiplier=0.25)
+def test_dropping_blocks_removes_only_their_layers_and_keeps_the_other_names(quarter, name):
+    full_model = quarter[name]
     drops = droppable_blocks(name)[:2]
     shallow = build_model(name, width_multiplier=0.25, drop_blocks=drops)
     removed = set(conv_names(full_model)) - set(conv_names(shallow))
@@ -276,11 +287,10 @@ def test_dropped_block_widths_follow_the_remaining_layers():
 
 @pytest.mark.parametrize("name", NAMES)
 @pytest.mark.parametrize("size", [24, 16])
-def test_lower_input_resolution_builds_and_costs_fewer_macs(name, size):
+def test_lower_input_resolution_builds_and_costs_fewer_macs(quarter, name, size):
     small = build_model(name, width_multiplier=0.25, input_shape=(size, size, 3))
     assert small(np.zeros((1, size, size, 3), dtype=np.float32), training=False).shape == (1, 10)
-    full_model = build_model(name, width_multiplier=0.25)
-    assert macs(small) < macs(full_model)
+    assert macs(small) < macs(quarter[name])  # the same network at 32 px
 
 
 # --------------------------------------------------------------------------- bad input
@@ -329,8 +339,8 @@ def test_bad_input_raises_a_clear_value_error(call, message):
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_saved_model_reloads_with_identical_predictions(tmp_path, name):
-    model = build_model(name, width_multiplier=0.25)
+def test_saved_model_reloads_with_identical_predictions(quarter, tmp_path, name):
+    model = quarter[name]  # the round trip, not the size, is under test: a quarter width saves faster
     path = tmp_path / f"{name}.keras"
     model.save(path)
     reloaded = keras.models.load_model(path)
