@@ -1,7 +1,7 @@
 """Sweeps and the command line, end to end on the fixture in the quick profile."""
 
 import json
-import subprocess
+import runpy
 import sys
 from dataclasses import replace
 
@@ -171,11 +171,13 @@ def test_an_explicit_zero_or_fraction_is_refused_not_replaced_by_the_default(kwa
         make_specs("vgg16", ["FA"], [0.3], [0], profile="quick", **kwargs)
 
 
-def test_command_line_profile_and_plan(tmp_path, capsys):
-    # one real process proves `python -m cdp_tutorial` works; the rest runs in this one (TensorFlow loads once)
-    profiled = subprocess.run([sys.executable, "-m", "cdp_tutorial", "profile", "--model", "vgg16"],
-                              capture_output=True, text=True)
-    assert profiled.returncode == 0 and "MACs 313,725,952" in profiled.stdout
+def test_command_line_profile_and_plan(tmp_path, capsys, monkeypatch):
+    # `python -m cdp_tutorial` as Python runs it (runpy), in this process: a fresh interpreter would import
+    # TensorFlow again for seconds (test_cli.py starts one, for the checkpoint only a fresh one can show)
+    monkeypatch.setattr(sys, "argv", ["cdp_tutorial", "profile", "--model", "vgg16"])
+    with pytest.raises(SystemExit) as profiled:
+        runpy.run_module("cdp_tutorial", run_name="__main__", alter_sys=True)
+    assert profiled.value.code == 0 and "MACs 313,725,952" in capsys.readouterr().out
     plan_path = tmp_path / "plan.json"
     plan = ["plan", "--model", "vgg16", "--mode", "FA", "--target", "0.3", "--seed", "0", "--out", str(plan_path)]
     assert cli.main(plan) == 0 and json.loads(plan_path.read_text())["mode"] == "flops"
