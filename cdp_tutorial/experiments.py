@@ -153,9 +153,6 @@ def _run_with_ray(todo, out_dir, store, gpus_per_trial, cpus_per_trial, progress
         tuner = tune.Tuner(
             tune.with_resources(trainable, {"cpu": cpus_per_trial, "gpu": gpus_per_trial}),
             param_space={"spec": tune.grid_search([asdict(s) for s in trials])},
-            # a finished trial's process runs the next one: TensorFlow is imported once per process, not
-            # once per trial; each trial still seeds itself (records identical with and without, checked)
-            tune_config=tune.TuneConfig(reuse_actors=True),
             run_config=tune.RunConfig(storage_path=str(Path(out_dir) / "ray"), name=name,
                                       verbose=1 if progress else 0),
         )
