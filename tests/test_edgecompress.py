@@ -30,6 +30,12 @@ def split(data):
     return ec.holdout_validation(data, 100, seed=0)
 
 
+@pytest.fixture(scope="module")
+def unshrunk_macs():
+    """MACs per image of the full-size networks the budgets below are shares of (each build ~1 s: once)."""
+    return {name: cdp.profile(cdp.models.build_model(name)).totals.macs for name in ("vgg16", "alexnet")}
+
+
 @pytest.mark.parametrize("name", ["images", "compound", "cascade", "cropping"])
 def test_docstring_examples_run(name):
     module = importlib.import_module(f"cdp_tutorial.edgecompress.{name}")
@@ -62,8 +68,8 @@ def test_at_resolution_resizes_both_splits(data):
 
 
 @pytest.mark.parametrize("method", ["cdp", "uniform"])
-def test_compound_config_meets_the_budget_after_dropping_blocks_and_lowering_resolution(method):
-    budget = 0.2 * cdp.profile(cdp.models.vgg16()).totals.macs
+def test_compound_config_meets_the_budget_after_dropping_blocks_and_lowering_resolution(unshrunk_macs, method):
+    budget = 0.2 * unshrunk_macs["vgg16"]
     config = ec.compound_config("vgg16", depth=2, resolution=24, budget=budget, width_method=method, seed=0)
     assert config.macs <= budget
     assert config.drop_blocks == ("conv7", "conv10")
@@ -79,8 +85,8 @@ def costs(depth, width, resolution):
     return pd.DataFrame({"dimension": ["none", "depth", "width", "resolution"], "cost": [0, depth, width, resolution]})
 
 
-def test_search_shrinks_the_cheapest_dimension_first():
-    budget = 0.4 * cdp.profile(cdp.models.alexnet()).totals.macs
+def test_search_shrinks_the_cheapest_dimension_first(unshrunk_macs):
+    budget = 0.4 * unshrunk_macs["alexnet"]
     grid = dict(depths=[0, 2], resolutions=(32, 24), width_method="uniform")
     cheap_depth_and_resolution = ec.search_compound("alexnet", budget, costs(0.0, 1.0, 0.0), **grid)
     assert (cheap_depth_and_resolution.chosen.depth, cheap_depth_and_resolution.chosen.resolution) == (2, 24)
@@ -114,8 +120,8 @@ def test_search_refuses_a_negative_cost():
         ec.search_compound("alexnet", 1e8, costs(-0.2, 0, 0), depths=[0], resolutions=(32,))
 
 
-def test_search_spreads_the_saving_over_dimensions_it_cannot_tell_apart():
-    budget = 0.4 * cdp.profile(cdp.models.alexnet()).totals.macs
+def test_search_spreads_the_saving_over_dimensions_it_cannot_tell_apart(unshrunk_macs):
+    budget = 0.4 * unshrunk_macs["alexnet"]
     search = ec.search_compound("alexnet", budget, costs(0.0, 0.0, 1.0), depths=[0, 1, 2], resolutions=(32, 24),
                                 width_method="uniform")
     table = search.candidates
@@ -127,7 +133,28 @@ def test_search_spreads_the_saving_over_dimensions_it_cannot_tell_apart():
     assert (search.chosen.depth, search.chosen.resolution) == (2, 32)
 
 
-def test_measure_contributions_trains_one_probe_per_dimension():
+@pytest.fixture
+def eager_steps():
+    """Keras' fit and evaluate run their steps op by op instead of tracing them into graphs, then as before.
+
+    For a few steps on a tiny model, tracing costs more than running: each probe below trains
+    3 steps, and tracing its training and test steps took about 2.5 s of its 3.5 s on a 2-core CPU.
+    The steps are the same real Keras steps; the graph-mode path is what notebook 08 (the same probes)
+    and tests/test_training.py run.
+    """
+    import tensorflow as tf
+
+    was_eager = tf.config.functions_run_eagerly()
+    tf.config.run_functions_eagerly(True)
+    try:
+        yield
+    finally:
+        tf.config.run_functions_eagerly(was_eager)
+
+
+# tf.data's own functions stay graphs whatever the setting, and TensorFlow warns that it is so
+@pytest.mark.filterwarnings("ignore:Even though the `tf.config.experimental_run_functions_eagerly`")
+def test_measure_contributions_trains_one_probe_per_dimension(eager_steps):
     _, validation = ec.holdout_validation(load_dataset("fixture", train_size=200, test_size=20), 60)
     probes = ec.measure_contributions("alexnet", validation, depth=1, width=0.5, resolution=24, epochs=1,
                                       train_width=TINY, batch_size=64, seed=0)
@@ -144,7 +171,8 @@ def test_measure_contributions_trains_one_probe_per_dimension():
     assert (table.accuracy_lost_se.iloc[1:] <= 1 / np.sqrt(60)).all()  # |per-image difference| <= 1
     assert probes.models["resolution"].input.shape == (None, 24, 24, 3)
     assert "conv4" not in {layer.name for layer in probes.models["depth"].layers}
-    search = ec.search_compound("alexnet", 0.5 * table.macs["none"], probes, resolutions=(32, 24))
+    # the probes feed the search directly (two depths: each candidate costs two full-size builds)
+    search = ec.search_compound("alexnet", 0.5 * table.macs["none"], probes, depths=[0, 1], resolutions=(32, 24))
     assert search.chosen.macs <= 0.5 * table.macs["none"]
 
 
